@@ -1,0 +1,172 @@
+"""What every command shares: option decorators, --config, logging, progress, and error handling.
+
+Nothing here imports torch; commands import the library inside their function bodies.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import traceback
+from typing import Any, Callable
+
+import click
+
+from reidtools.errors import ReidError
+
+log = logging.getLogger("reidtools")
+_state = {"command": "", "verbosity": 0}
+
+
+# ----------------------------------------------------------------------------- running the CLI
+def run_cli(group: click.Group, argv: list[str] | None) -> int:
+    """Run the group; map failures to exit codes: 1 runtime (one line), 2 usage, 130 interrupted."""
+    try:
+        rv = group.main(args=argv, prog_name="reid", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        _say("aborted")
+        return 1
+    except ReidError as exc:
+        _say(f"error: {exc}")
+        if _state["verbosity"] > 0:
+            traceback.print_exc()
+        return 1
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130
+    except BrokenPipeError:
+        # the reader downstream went away (e.g. `| head`); not an error of ours
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 1
+    except MemoryError:
+        _say("error: out of memory (reduce --batch-size or the input size)")
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into one clear line
+        _say(f"internal error: {type(exc).__name__}: {exc} (rerun with -v for the traceback)")
+        if _state["verbosity"] > 0:
+            traceback.print_exc()
+        return 1
+
+
+def _say(message: str) -> None:
+    name = f"reid {_state['command']}".strip()
+    click.echo(f"{name}: {message}", err=True)
+
+
+def progress_enabled() -> bool:
+    """tqdm bars (stderr) unless -q."""
+    return _state["verbosity"] >= 0
+
+
+# ----------------------------------------------------------------------------- --config
+def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if not value:
+        return value
+    import yaml
+
+    try:
+        with open(value, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {value!r} ({exc.strerror})", ctx, param) from None
+    except yaml.YAMLError as exc:
+        raise click.BadParameter(f"{value!r} is not valid YAML ({exc})", ctx, param) from None
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"{value!r} must hold a mapping of option names to values", ctx, param)
+    names = {p.name for p in ctx.command.params if p.name}
+    defaults: dict[str, Any] = {}
+    for key, val in data.items():
+        name = str(key).lstrip("-").replace("-", "_")
+        if name not in names or name == "config":
+            raise click.BadParameter(f"{value!r}: unknown option {key!r} for `reid {ctx.command.name}`", ctx, param)
+        defaults[name] = val
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return value
+
+
+# ----------------------------------------------------------------------------- decorators
+def command(name: str, **kwargs: Any) -> Callable[[Callable], click.Command]:
+    """A `reid` subcommand with --config, -v/-q, logging to stderr and the shared error handling."""
+
+    def decorate(fn: Callable) -> click.Command:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, verbose: int = 0, quiet: int = 0, config: str | None = None, **kw: Any) -> Any:
+            _state["command"], _state["verbosity"] = name, verbose - quiet
+            _setup_logging(name, verbose - quiet)
+            return fn(*args, **kw)
+
+        wrapper = click.option("-q", "--quiet", count=True, help="Less output: no progress bars, warnings only.")(wrapper)
+        wrapper = click.option("-v", "--verbose", count=True, help="More output (-v: debug logs and tracebacks).")(wrapper)
+        wrapper = click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=True,
+                               callback=_load_config,
+                               help="YAML file of option defaults (keys are option names); flags override it.")(wrapper)
+        kwargs.setdefault("context_settings", {"help_option_names": ["-h", "--help"], "show_default": True})
+        return click.command(name, **kwargs)(wrapper)
+
+    return decorate
+
+
+def _setup_logging(name: str, verbosity: int) -> None:
+    level = logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"reid {name}: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
+def inputs_argument(fn: Callable) -> Callable:
+    """INPUTS...: shard paths, globs, brace patterns, directories, or `-` for stdin."""
+    return click.argument("inputs", nargs=-1, required=True, metavar="INPUTS...")(fn)
+
+
+def output_option(required: bool = True, help: str = "Output directory for shards, or - for one tar on stdout.") -> Callable:
+    return click.option("-o", "--output", required=required, metavar="DIR|-", help=help)
+
+
+def seed_option(fn: Callable) -> Callable:
+    return click.option("--seed", type=int, default=0, help="Global seed; per-sample seeds derive from it and the key.")(fn)
+
+
+def task_options(fn: Callable) -> Callable:
+    """--shard-index/--num-shards, defaulting from SLURM array or torchrun/accelerate variables."""
+    fn = click.option("--num-shards", type=int, default=None,
+                      help="Number of tasks splitting the input shards [default: SLURM_ARRAY_TASK_COUNT, WORLD_SIZE, or 1].")(fn)
+    fn = click.option("--shard-index", type=int, default=None,
+                      help="This task's index [default: SLURM_ARRAY_TASK_ID, RANK, or 0].")(fn)
+    return fn
+
+
+def resolve_task(shard_index: int | None, num_shards: int | None) -> tuple[int, int]:
+    from reidtools.shards.paths import task_from_env
+
+    env_index, env_count = task_from_env()
+    index = env_index if shard_index is None else shard_index
+    count = env_count if num_shards is None else num_shards
+    if shard_index is not None and num_shards is None and env_count == 1:
+        raise click.UsageError("--shard-index needs --num-shards")
+    return index, count
+
+
+def parse_size(value: str, option: str = "--size", multiple: int = 1) -> tuple[int, int]:
+    """'HxW' -> (H, W), with a clear usage error (and a multiple-of check for latent models)."""
+    try:
+        h, w = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not HxW (e.g. 256x128)", param_hint=option) from None
+    if h <= 0 or w <= 0:
+        raise click.BadParameter(f"{value!r}: sizes must be positive", param_hint=option)
+    if multiple > 1 and (h % multiple or w % multiple):
+        raise click.BadParameter(f"{value!r}: height and width must be multiples of {multiple}", param_hint=option)
+    return h, w

@@ -1,0 +1,34 @@
+"""Device and dtype choices shared by the model-bearing tools."""
+
+from __future__ import annotations
+
+from reidtools.errors import ReidError
+
+DTYPES = ("fp32", "fp16", "bf16")
+
+
+def best_device(requested: str | None = None):
+    """`requested` if given (e.g. 'cpu', 'cuda:1'), else CUDA, then MPS, then CPU."""
+    import torch
+
+    if requested:
+        if requested.startswith("cuda") and not torch.cuda.is_available():
+            raise ReidError(f"--device {requested}: CUDA is not available on this machine")
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def torch_dtype(name: str, device=None):
+    """fp16/bf16/fp32 -> torch dtype; half precision on CPU falls back to fp32 (CPU kernels are slow or missing)."""
+    import torch
+
+    if name not in DTYPES:
+        raise ReidError(f"--dtype {name!r} is not one of {', '.join(DTYPES)}")
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+    if device is not None and torch.device(device).type == "cpu" and dtype == torch.float16:
+        return torch.float32
+    return dtype

@@ -1,0 +1,76 @@
+"""Input shard lists: paths, globs, brace ranges, stdin; and their split across array tasks."""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+
+from braceexpand import braceexpand
+
+from reidtools.errors import ReidError
+
+STDIN = "-"
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def expand_inputs(inputs: list[str] | tuple[str, ...]) -> list[str]:
+    """Expand brace patterns (`a-{000000..000009}.tar`), globs and directories into a shard list.
+
+    A directory stands for the `.tar` files inside it, sorted. `-` (stdin) may appear once. A
+    pattern that matches nothing, or a path that does not exist, is an error naming it.
+    """
+    shards: list[str] = []
+    for spec in inputs:
+        if spec == STDIN:
+            shards.append(STDIN)
+            continue
+        for path in braceexpand(spec):
+            if _GLOB_CHARS.search(path):
+                matches = sorted(glob.glob(path))
+                if not matches:
+                    raise ReidError(f"input pattern {path!r} matches no file")
+                shards.extend(matches)
+            elif os.path.isdir(path):
+                found = sorted(glob.glob(os.path.join(path, "*.tar")))
+                if not found:
+                    raise ReidError(f"input directory {path!r} holds no .tar shard")
+                shards.extend(found)
+            elif os.path.exists(path):
+                shards.append(path)
+            else:
+                raise ReidError(f"input shard {path!r} does not exist")
+    if shards.count(STDIN) > 1:
+        raise ReidError("stdin ('-') can be read only once")
+    if not shards:
+        raise ReidError("no input shards given")
+    return shards
+
+
+def task_from_env(environ: dict[str, str] | None = None) -> tuple[int, int]:
+    """(index, count) of this task from SLURM array variables, else torchrun/accelerate's RANK/WORLD_SIZE."""
+    env = os.environ if environ is None else environ
+    for idx_var, cnt_var in (("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"), ("RANK", "WORLD_SIZE")):
+        if env.get(idx_var) not in (None, "") and env.get(cnt_var) not in (None, ""):
+            index, count = int(env[idx_var]), int(env[cnt_var])
+            if idx_var == "SLURM_ARRAY_TASK_ID" and env.get("SLURM_ARRAY_TASK_MIN"):
+                index -= int(env["SLURM_ARRAY_TASK_MIN"])  # arrays may start at 1 (--array=1-8)
+            return index, count
+    return 0, 1
+
+
+def split_shards(shards: list[str], index: int, count: int) -> list[str]:
+    """This task's shards: every `count`-th shard starting at `index`.
+
+    Fewer shards than tasks is an error, never an idle task that looks like success.
+    """
+    if count < 1 or not 0 <= index < count:
+        raise ReidError(f"--shard-index {index} is not in 0..{count - 1} (--num-shards {count})")
+    if count > 1 and STDIN in shards:
+        raise ReidError("stdin ('-') cannot be split across tasks; pass shard files")
+    if len(shards) < count:
+        raise ReidError(
+            f"{len(shards)} input shard(s) for {count} tasks: every task needs at least one shard "
+            "(re-shard the input with more, smaller shards, or run fewer tasks)"
+        )
+    return shards[index::count]
