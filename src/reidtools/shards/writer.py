@@ -43,6 +43,13 @@ class TarStream:
     def close(self) -> None:
         self.tar.close()
 
+    def discard(self) -> None:
+        """Drop buffered data without writing the end marker (the output is being thrown away)."""
+        self.tar.closed = True
+        stream = getattr(self.tar, "fileobj", None)
+        if stream is not None and hasattr(stream, "closed"):
+            stream.closed = True  # tarfile's _Stream would otherwise flush into a closed file on GC
+
 
 class AtomicShard:
     """One output shard file: written to `path.tmp`, renamed to `path` on a clean close."""
@@ -65,6 +72,7 @@ class AtomicShard:
 
     def abort(self) -> None:
         try:
+            self.stream.discard()
             self._fh.close()
         finally:
             if os.path.exists(self.tmp):

@@ -1,0 +1,29 @@
+# The two set-up commands of the README: `make demo` and `make test`. Both create .venv from
+# nothing (torch==2.13.0 first, so pip does not pull a multi-GB CUDA build), then the project.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-all man bench clean
+
+$(STAMP): pyproject.toml setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(MAKE) --no-print-directory -f recipes/demo.mk REID=$(abspath $(BIN)/reid) PYTHON=$(abspath $(BIN)/python)
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+test-all: $(STAMP)
+	$(BIN)/pytest -q -m ''
+
+man: $(STAMP)
+	$(BIN)/python -m reidtools.commands._manpage man
+
+clean:
+	rm -rf $(VENV) demo-out
