@@ -1,0 +1,142 @@
+"""`reid eval`: ReID metrics under a benchmark protocol (CLI glue; the library is reidtools.metrics)."""
+
+from __future__ import annotations
+
+import click
+
+from reidtools.commands._options import command, progress_enabled, seed_option
+
+PROTOCOL_NAMES = ("market", "cc", "sc", "general", "prcc", "sysu-all", "sysu-indoor", "llcm-v2i", "llcm-i2v")
+
+
+@command("eval", short_help="Evaluate a ReID model or saved features under a benchmark protocol.")
+@click.argument("inputs", nargs=-1, required=False, metavar="QUERY_SHARDS...")
+@click.option("-g", "--gallery", "gallery", multiple=True, metavar="SHARDS",
+              help="Gallery shards (paths, globs, brace patterns, directories); repeat for several.")
+@click.option("-p", "--protocol", type=click.Choice(PROTOCOL_NAMES), default="market",
+              help="Benchmark protocol (see docs/eval.md for each one's source).")
+@click.option("--distance", type=click.Choice(["cosine", "euclidean"]), default="cosine",
+              help="cosine: 1 - cos of L2-normalised features; euclidean: squared Euclidean.")
+@click.option("--model", metavar="RUN_DIR", default=None,
+              help="A `reid train` run folder: extracts features for samples without feat.npy.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, help="Batch size for --model extraction.")
+@click.option("--device", default=None, help="Device for --model extraction [default: best available].")
+@click.option("--json", "json_out", metavar="FILE|-", default=None,
+              help="Write the metrics as JSON (fractions) to FILE, or to stdout with -.")
+@click.option("--plot", metavar="PNG", default=None, help="Write the CMC curve (ranks 1-50) to this PNG.")
+@click.option("--compare", is_flag=True,
+              help="Overlay the CMC curves of the JSON files given as arguments (with --plot); reads no shards.")
+@click.option("--save-features", metavar="DIR", default=None,
+              help="Also write query-*.tar and gallery-*.tar feature shards (metadata + feat.npy) into DIR.")
+@click.option("--rerank", is_flag=True, help="Apply k-reciprocal re-ranking (Zhong et al. 2017).")
+@click.option("--k1", type=click.IntRange(min=1), default=20, help="Re-ranking k1 (TransReID/CLIP-ReID use 50).")
+@click.option("--k2", type=click.IntRange(min=1), default=6, help="Re-ranking k2 (TransReID/CLIP-ReID use 15).")
+@click.option("--lambda", "lambda_", type=click.FloatRange(0.0, 1.0), default=0.3,
+              help="Re-ranking weight of the original distance.")
+@click.option("--rerank-max-gb", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="Refuse --rerank when its estimated peak memory exceeds this [default: 80% of available RAM].")
+@click.option("--prcc-query", type=click.Choice(["cc", "sc"]), default="cc",
+              help="prcc: cc = camera C queries (clothes changed), sc = camera B (same clothes).")
+@click.option("--prcc-gallery", type=click.Choice(["multi-shot", "single-shot"]), default="multi-shot",
+              help="prcc: the whole camera-A gallery, or one random image per identity per trial.")
+@click.option("--trials", "num_trials", type=click.IntRange(min=1), default=10,
+              help="Number of random-gallery trials (sysu-*, llcm-*, prcc single-shot); trial t uses seed+t.")
+@seed_option
+def cli(inputs, gallery, protocol, distance, model, batch_size, device, json_out, plot, compare, save_features,
+        rerank, k1, k2, lambda_, rerank_max_gb, prcc_query, prcc_gallery, num_trials, seed):
+    """Evaluate a ReID model or saved features under a benchmark protocol.
+
+    QUERY_SHARDS are the query samples and --gallery the gallery samples (the `split` field is not
+    consulted). Features come from each sample's `feat.npy`, or from --model for samples without
+    one. Metrics: CMC (ranks 1-50), mAP and mINP, as fractions in --json; a readable table goes to
+    stderr. Protocols with random galleries (sysu-*, llcm-*, prcc single-shot) run --trials trials
+    and report their mean, with each trial under `trials`.
+
+    \b
+    Examples:
+      reid eval q/ --gallery g/ --protocol market --json market.json
+      reid eval test/ --gallery test/ --protocol sysu-all --json - | jq .mAP
+      reid eval q/ -g g/ --rerank --k1 50 --k2 15 --plot cmc.png
+      reid eval --compare base.json expanded.json --plot cmc.png
+    """
+    import json
+    import logging
+    import sys
+
+    from reidtools.errors import ReidError
+
+    log = logging.getLogger("reidtools")
+    if compare:
+        if not inputs:
+            raise click.UsageError("--compare needs the JSON files to overlay as arguments")
+        if not plot:
+            raise click.UsageError("--compare needs --plot FILE.png")
+        if gallery:
+            raise click.UsageError("--compare reads JSON files only; drop --gallery")
+        from reidtools.metrics.plot import curve_label, plot_cmc
+
+        curves = []
+        for path in inputs:
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    res = json.load(fh)
+            except OSError as exc:
+                raise ReidError(f"{path}: cannot read ({exc.strerror})") from None
+            except json.JSONDecodeError as exc:
+                raise ReidError(f"{path}: not valid JSON ({exc})") from None
+            if not isinstance(res, dict) or not isinstance(res.get("cmc"), list) or "rank1" not in res:
+                raise ReidError(f"{path}: not a `reid eval --json` result (no 'cmc' list)")
+            curves.append((curve_label(res, path), res["cmc"]))
+        plot_cmc(curves, plot)
+        log.info("wrote %s (%d curves)", plot, len(curves))
+        return
+    if not inputs:
+        raise click.UsageError("missing QUERY_SHARDS")
+    if not gallery:
+        raise click.UsageError("missing --gallery SHARDS")
+
+    from reidtools.metrics import evaluate
+    from reidtools.metrics.features import check_dims, load_set, save_features as write_features
+    from reidtools.metrics.plot import curve_label, plot_cmc
+    from reidtools.metrics.protocols import PROTOCOLS
+    from reidtools.metrics.report import table
+    from reidtools.shards import expand_inputs
+
+    qshards, gshards = expand_inputs(list(inputs)), expand_inputs(list(gallery))
+    needs = PROTOCOLS[protocol].needs
+    common = dict(protocol=protocol, needs=needs, model=model, batch_size=batch_size, device=device,
+                  progress=progress_enabled())
+    qf, qmeta, qdicts = load_set(qshards, role="query", **common)
+    gf, gmeta, gdicts = load_set(gshards, role="gallery", **common)
+    check_dims(qf, gf, qmeta, gmeta)
+    log.info("%d query and %d gallery samples, %d-d features", len(qmeta), len(gmeta), qf.shape[1])
+    if save_features:
+        written = write_features(save_features, "query", qf, qmeta, qdicts)
+        written += write_features(save_features, "gallery", gf, gmeta, gdicts)
+        log.info("saved features: %s", ", ".join(written))
+    rr = None
+    if rerank:
+        from reidtools.metrics.rerank import default_max_gb
+
+        max_gb = rerank_max_gb if rerank_max_gb is not None else default_max_gb()
+        rr = {"k1": k1, "k2": k2, "lambda": lambda_, "max_bytes": int(max_gb * 2**30)}
+    try:
+        result = evaluate(qf, gf, qmeta, gmeta, protocol, distance=distance, seed=seed, num_trials=num_trials,
+                          prcc_query=prcc_query, prcc_gallery=prcc_gallery, rerank=rr, progress=progress_enabled())
+    except ValueError as exc:
+        raise ReidError(str(exc)) from None
+    click.echo(table(result), err=True)
+    if json_out:
+        text = json.dumps(result, indent=2)
+        if json_out == "-":
+            click.echo(text)
+        else:
+            try:
+                with open(json_out, "w", encoding="utf-8") as fh:
+                    fh.write(text + "\n")
+            except OSError as exc:
+                raise ReidError(f"--json: cannot write {json_out!r} ({exc.strerror})") from None
+    if plot:
+        plot_cmc([(curve_label(result, "reid eval"), result["cmc"])], plot)
+        log.info("wrote %s", plot)
+    sys.stdout.flush()

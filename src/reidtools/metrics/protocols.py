@@ -1,0 +1,333 @@
+"""Benchmark protocols: which gallery items count as matches, which are removed, which trials run.
+
+Each protocol is a rule that marks, for every (query, gallery) pair, *good* (a match that counts),
+*removed* (junk, taken out of the ranking) or negative; a gallery/query selection (possibly random,
+one per trial); and whether CMC is identity-deduplicated. `ranking.rank_block` turns that into
+CMC/AP/mINP without sorting the gallery. Sources per protocol are in each rule's docstring.
+
+Query and gallery sets are the shards the user passes (QUERY_SHARDS and --gallery), not the `split`
+field. Protocols that need a camera or modality subset (prcc, sysu-*, llcm-*) select it from those
+sets, so the same test shards may be passed as both.
+
+Random selections (one gallery image per identity and camera) follow the reference code exactly:
+`random.seed(trial)`, then for each identity in ascending order and each camera in ascending order,
+`random.choice` over that identity-camera's images sorted by name. `reid` sorts by sample key, so
+with keys that sort like the original file names (as `reid pack` writes them) the galleries are the
+same images as in the AGW/CAJ/DEEN/LLCM code; trial t uses seed `seed + t` (default seed 0: 0..9).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from reidtools.metrics import ranking
+
+log = logging.getLogger("reidtools")
+
+
+@dataclass
+class Meta:
+    """Metadata arrays of one sample set, aligned with its feature rows."""
+
+    keys: list[str]
+    pid: np.ndarray                       # int64
+    camid: np.ndarray | None = None       # int64
+    clothes: np.ndarray | None = None     # object (str)
+    modality: np.ndarray | None = None    # object (str)
+    where: list[tuple[str, str]] = field(default_factory=list)  # (shard, key) per row, for messages
+
+    def __len__(self) -> int:
+        return len(self.pid)
+
+    def take(self, idx: np.ndarray) -> "Meta":
+        pick = lambda a: None if a is None else a[idx]  # noqa: E731
+        return Meta([self.keys[i] for i in idx], self.pid[idx], pick(self.camid), pick(self.clothes),
+                    pick(self.modality), [self.where[i] for i in idx] if self.where else [])
+
+
+# ----------------------------------------------------------------------------- rules
+# A rule maps (query meta block as torch tensors, gallery meta as torch tensors) to (good, removed).
+
+def _same(qt: dict, gt: dict, name: str):
+    return qt[name].unsqueeze(1) == gt[name].unsqueeze(0)
+
+
+def rule_market(qt: dict, gt: dict):
+    """Market-1501 rule (Market-1501 devkit; torchreid `eval_market1501`): for each query, gallery
+    items with the same pid and the same camid are removed; the other same-pid items are good."""
+    same_pid, same_cam = _same(qt, gt, "pid"), _same(qt, gt, "camid")
+    removed = same_pid & same_cam
+    return same_pid & ~same_cam, removed
+
+
+def rule_cc(qt: dict, gt: dict):
+    """Clothes-changing rule (Simple-CCReID `evaluate_with_clothes(mode='CC')`): good = same pid,
+    different camera, different clothes; removed = same pid and (same camera or same clothes)."""
+    same_pid, same_cam, same_cl = _same(qt, gt, "pid"), _same(qt, gt, "camid"), _same(qt, gt, "clothes")
+    removed = same_pid & (same_cam | same_cl)
+    return same_pid & ~same_cam & ~same_cl, removed
+
+
+def rule_sc(qt: dict, gt: dict):
+    """Same-clothes rule (Simple-CCReID `evaluate_with_clothes(mode='SC')`): good = same pid,
+    different camera, same clothes; removed = same pid and (same camera or different clothes)."""
+    same_pid, same_cam, same_cl = _same(qt, gt, "pid"), _same(qt, gt, "camid"), _same(qt, gt, "clothes")
+    removed = same_pid & (same_cam | ~same_cl)
+    return same_pid & ~same_cam & same_cl, removed
+
+
+def rule_sysu(qt: dict, gt: dict):
+    """SYSU-MM01 rule (AGW `eval_sysu`, reused by CAJ and DEEN): for a camera-3 query every camera-2
+    gallery image is removed (whatever its pid: cameras 2 and 3 share a room); good = same pid among
+    the rest. Nothing else is removed (the gallery holds no IR image, so no same-camera match)."""
+    removed = (qt["camid"].unsqueeze(1) == 3) & (gt["camid"].unsqueeze(0) == 2)
+    return _same(qt, gt, "pid") & ~removed, removed
+
+
+def rule_llcm(qt: dict, gt: dict):
+    """LLCM rule (LLCM/DEEN `eval_llcm`): gallery items with the same pid and the same camid as the
+    query are removed; the other same-pid items are good."""
+    return rule_market(qt, gt)
+
+
+# ----------------------------------------------------------------------------- selections
+def _one_per(meta: Meta, cameras: list[int] | None, seed: int) -> np.ndarray:
+    """One random item per (pid, camera) (per pid when cameras is None), as the reference code draws
+    it: random.seed(seed); ascending pids; cameras in ascending order; choice over sorted names."""
+    rng = random.Random(seed)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i in range(len(meta)):
+        cam = -1 if cameras is None else int(meta.camid[i])
+        groups.setdefault((int(meta.pid[i]), cam), []).append(i)
+    cams = [-1] if cameras is None else sorted(cameras)
+    chosen = []
+    for pid in sorted({p for p, _ in groups}):
+        for cam in cams:
+            members = groups.get((pid, cam))
+            if members:
+                chosen.append(rng.choice(sorted(members, key=lambda i: meta.keys[i])))
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def _where(values: np.ndarray, allowed) -> np.ndarray:
+    return np.flatnonzero(np.isin(values, list(allowed)))
+
+
+@dataclass
+class Protocol:
+    name: str
+    rule: Callable
+    needs: tuple[str, ...]
+    dedup: bool = False
+    doc: str = ""
+
+    def trials(self, q: Meta, g: Meta, opts: dict) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(query rows, gallery rows) per trial."""
+        return [(np.arange(len(q)), np.arange(len(g)))]
+
+
+class _Prcc(Protocol):
+    def trials(self, q, g, opts):
+        qcam = {"sc": 2, "cc": 3}[opts.get("prcc_query", "cc")]
+        qi, gi = _where(q.camid, [qcam]), _where(g.camid, [1])
+        if opts.get("prcc_gallery", "multi-shot") == "multi-shot":
+            return [(qi, gi)]
+        seed, n = opts.get("seed", 0), opts.get("num_trials", 10)
+        sub = g.take(gi)
+        return [(qi, gi[_one_per(sub, None, seed + t)]) for t in range(n)]
+
+
+class _Sysu(Protocol):
+    cameras: tuple[int, ...] = ()
+
+    def trials(self, q, g, opts):
+        qi, gi = _where(q.camid, [3, 6]), _where(g.camid, self.cameras)
+        seed, n = opts.get("seed", 0), opts.get("num_trials", 10)
+        sub = g.take(gi)
+        return [(qi, gi[_one_per(sub, list(self.cameras), seed + t)]) for t in range(n)]
+
+
+class _Llcm(Protocol):
+    query_modality = "rgb"
+
+    def trials(self, q, g, opts):
+        gmod = "ir" if self.query_modality == "rgb" else "rgb"
+        qi, gi = _where(q.modality, [self.query_modality]), _where(g.modality, [gmod])
+        seed, n = opts.get("seed", 0), opts.get("num_trials", 10)
+        sub = g.take(gi)
+        cams = sorted({int(c) for c in sub.camid})
+        return [(qi, gi[_one_per(sub, cams, seed + t)]) for t in range(n)]
+
+
+def _sysu(name: str, cams: tuple[int, ...]) -> _Sysu:
+    p = _Sysu(name, rule_sysu, ("pid", "camid"), dedup=True)
+    p.cameras = cams
+    return p
+
+
+def _llcm(name: str, qmod: str) -> _Llcm:
+    p = _Llcm(name, rule_llcm, ("pid", "camid", "modality"), dedup=True)
+    p.query_modality = qmod
+    return p
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    "market": Protocol("market", rule_market, ("pid", "camid")),
+    "general": Protocol("general", rule_market, ("pid", "camid")),
+    "cc": Protocol("cc", rule_cc, ("pid", "camid", "clothes")),
+    "sc": Protocol("sc", rule_sc, ("pid", "camid", "clothes")),
+    "prcc": _Prcc("prcc", rule_market, ("pid", "camid")),
+    "sysu-all": _sysu("sysu-all", (1, 2, 4, 5)),
+    "sysu-indoor": _sysu("sysu-indoor", (1, 2)),
+    "llcm-v2i": _llcm("llcm-v2i", "rgb"),
+    "llcm-i2v": _llcm("llcm-i2v", "ir"),
+}
+PROTOCOLS["market"].doc = "Market-1501/Duke/MSMT17/CUHK03-NP: same pid+camid removed (torchreid eval_market1501)"
+PROTOCOLS["general"].doc = "the market rule under the name Simple-CCReID uses for its general setting"
+PROTOCOLS["cc"].doc = "clothes-changing: same pid, other camera, other clothes (Simple-CCReID)"
+PROTOCOLS["sc"].doc = "same-clothes: same pid, other camera, same clothes (Simple-CCReID)"
+PROTOCOLS["prcc"].doc = "PRCC: gallery camera A (camid 1), query camera B (sc, camid 2) or C (cc, camid 3)"
+PROTOCOLS["sysu-all"].doc = "SYSU-MM01 all-search: IR cams 3,6 query; 1 RGB image per pid+cam (1,2,4,5); 10 trials"
+PROTOCOLS["sysu-indoor"].doc = "SYSU-MM01 indoor-search: as all-search with RGB cams 1,2"
+PROTOCOLS["llcm-v2i"].doc = "LLCM visible query -> infrared gallery (1 image per pid+cam; 10 trials)"
+PROTOCOLS["llcm-i2v"].doc = "LLCM infrared query -> visible gallery (1 image per pid+cam; 10 trials)"
+# LLCM direction. The LLCM/DEEN test code sets `test_mode = [1, 2]` with the comment "[1, 2]: VIS to
+# IR" but then reads the query with process_query_llcm(mode=test_mode[1]) = mode 2 = the `test_nir`
+# cameras and the gallery with mode 1 = `test_vis`: the comment names the pair the other way round
+# from what the code runs. `reid` names a protocol by what the query is: llcm-v2i = visible (rgb)
+# queries against an infrared gallery, llcm-i2v = infrared queries against a visible gallery, which
+# is what the reference code runs under the label "VIS to IR" with test_mode [1, 2].
+
+
+# ----------------------------------------------------------------------------- evaluation
+def _codes(values_q: np.ndarray, values_g: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Dense int64 codes shared by query and gallery values."""
+    uniq, inv = np.unique(np.concatenate([values_q, values_g]).astype(str) if values_q.dtype == object
+                          else np.concatenate([values_q, values_g]), return_inverse=True)
+    inv = inv.astype(np.int64).reshape(-1)
+    return inv[:len(values_q)], inv[len(values_q):], len(uniq)
+
+
+def _tensors(q: Meta, g: Meta, needs: tuple[str, ...]):
+    import torch
+
+    qt, gt = {}, {}
+    qp, gp, npid = _codes(q.pid, g.pid)
+    qt["pid"], gt["pid"] = torch.from_numpy(qp), torch.from_numpy(gp)
+    if "camid" in needs:
+        qt["camid"], gt["camid"] = torch.from_numpy(q.camid.astype(np.int64)), torch.from_numpy(g.camid.astype(np.int64))
+    if "clothes" in needs:
+        qc, gc, _ = _codes(q.clothes, g.clothes)
+        qt["clothes"], gt["clothes"] = torch.from_numpy(qc), torch.from_numpy(gc)
+    return qt, gt, npid
+
+
+def rank_trial(qf, gf, q: Meta, g: Meta, protocol: Protocol, *, distance: str = "cosine",
+               distances=None, max_rank: int = 50, block_rows: int | None = None, progress: bool = False) -> dict:
+    """Per-query results and summary for one query/gallery selection.
+
+    `distances`, if given, is a callable (start, stop) -> (B, G) float32 tensor that replaces the
+    feature distances (used by re-ranking); otherwise distances come from qf/gf (numpy arrays).
+    """
+    import torch
+
+    from reidtools.metrics import distance as dist_mod
+
+    qt, gt, npid = _tensors(q, g, protocol.needs)
+    rows = block_rows or dist_mod.block_rows(len(g))
+    if distances is None:
+        qx, gx = dist_mod.prepare(qf, distance), dist_mod.prepare(gf, distance)
+        g_sq = (gx * gx).sum(1) if distance == "euclidean" else None
+        distances = lambda a, b: dist_mod.block_distance(qx[a:b], gx, distance, g_sq)  # noqa: E731
+    parts = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(q), desc=f"eval {protocol.name}", unit="query", leave=False)
+    with torch.inference_mode():
+        for start in range(0, len(q), rows):
+            stop = min(start + rows, len(q))
+            qb = {k: v[start:stop] for k, v in qt.items()}
+            good, removed = protocol.rule(qb, gt)
+            d = distances(start, stop)
+            parts.append(ranking.rank_block(d, good, removed, gt["pid"] if protocol.dedup else None, npid))
+            if bar is not None:
+                bar.update(stop - start)
+    if bar is not None:
+        bar.close()
+    per_query = ranking.concat(parts)
+    summary = ranking.summarize(per_query, max_rank=max_rank, dedup=protocol.dedup)
+    summary["num_gallery"] = len(g)
+    return summary
+
+
+def evaluate(qf: np.ndarray, gf: np.ndarray, q: Meta, g: Meta, protocol: str, *, distance: str = "cosine",
+             seed: int = 0, num_trials: int = 10, prcc_query: str = "cc", prcc_gallery: str = "multi-shot",
+             rerank: dict | None = None, max_rank: int = 50, progress: bool = False) -> dict:
+    """Metrics of one protocol as the `--json` object (fractions; `trials` for multi-trial protocols).
+
+    rerank: None, or {"k1", "k2", "lambda", "max_bytes"} for k-reciprocal re-ranking of each trial.
+    Raises ValueError for input the protocol cannot evaluate (the CLI turns it into one line).
+    """
+    proto = PROTOCOLS[protocol]
+    opts = {"seed": seed, "num_trials": num_trials, "prcc_query": prcc_query, "prcc_gallery": prcc_gallery}
+    trials = proto.trials(q, g, opts)
+    results = []
+    for t, (qi, gi) in enumerate(trials):
+        if len(qi) == 0:
+            raise ValueError(f"protocol {protocol}: the query set is empty" + _subset_hint(proto, opts))
+        if len(gi) == 0:
+            raise ValueError(f"protocol {protocol}: the gallery set is empty" + _subset_hint(proto, opts))
+        qs, gs = q.take(qi), g.take(gi)
+        qft, gft = qf[qi], gf[gi]
+        dist_fn = None
+        if rerank is not None:
+            from reidtools.metrics.rerank import rerank_blocks
+
+            dist_fn = rerank_blocks(qft, gft, distance=distance, **rerank)
+        try:
+            res = rank_trial(qft, gft, qs, gs, proto, distance=distance, distances=dist_fn, max_rank=max_rank,
+                             progress=progress)
+        except ValueError as exc:
+            if "no query has a match" in str(exc):
+                raise ValueError(f"protocol {protocol}: no query has a match in the gallery "
+                                 f"({len(qi)} queries, {len(gi)} gallery items"
+                                 + (f", trial {t}" if len(trials) > 1 else "") + ")") from None
+            raise
+        if len(trials) > 1:
+            res["trial"], res["seed"] = t, seed + t
+        results.append(res)
+    if len(results) == 1:
+        out = {"protocol": protocol, **results[0]}
+    else:
+        out = {"protocol": protocol}
+        for name in ("mAP", "mINP", "rank1", "rank5", "rank10"):
+            out[name] = float(np.mean([r[name] for r in results]))
+        out["cmc"] = np.mean([r["cmc"] for r in results], axis=0).tolist()
+        for name in ("num_query", "num_query_valid", "num_gallery"):
+            vals = [r[name] for r in results]
+            out[name] = vals[0] if len(set(vals)) == 1 else float(np.mean(vals))
+        out["trials"] = results
+    out["distance"] = distance
+    if protocol == "prcc":
+        out["prcc_query"], out["prcc_gallery"] = prcc_query, prcc_gallery
+    if rerank is not None:
+        out["rerank"] = {k: rerank[k] for k in ("k1", "k2", "lambda")}
+    return out
+
+
+def _subset_hint(proto: Protocol, opts: dict) -> str:
+    if isinstance(proto, _Prcc):
+        cam = {"sc": 2, "cc": 3}[opts["prcc_query"]]
+        return f" (prcc takes queries with camid {cam} and gallery items with camid 1)"
+    if isinstance(proto, _Sysu):
+        return f" (sysu takes queries from IR cameras 3, 6 and gallery items from cameras {proto.cameras})"
+    if isinstance(proto, _Llcm):
+        return f" ({proto.name} takes {proto.query_modality} queries; check the `modality` field)"
+    return ""
