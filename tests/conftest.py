@@ -22,3 +22,27 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not has_cuda:
             item.add_marker(skip)
+
+
+# ----------------------------------------------------------------------------- synthetic dataset
+SYNTH_SMALL = dict(ids=8, outfits=2, cams=2, images_per=2, size=(64, 32), seed=0)
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory):
+    """A small synthetic dataset: DIR/{train,query,gallery}-000000.tar (rgb; 4 train + 4 test ids)."""
+    from reidtools.data.synth import write_dataset
+
+    out = tmp_path_factory.mktemp("synth")
+    write_dataset(str(out), **SYNTH_SMALL)
+    return out
+
+
+@pytest.fixture(scope="session")
+def synth_ir_dir(tmp_path_factory):
+    """Like `synth_dir`, with modalities rgb+ir (camera 1 rgb, camera 2 ir)."""
+    from reidtools.data.synth import write_dataset
+
+    out = tmp_path_factory.mktemp("synth_ir")
+    write_dataset(str(out), modalities=("rgb", "ir"), **SYNTH_SMALL)
+    return out
