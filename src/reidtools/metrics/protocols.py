@@ -267,14 +267,26 @@ def rank_trial(qf, gf, q: Meta, g: Meta, protocol: Protocol, *, distance: str = 
     return summary
 
 
-def evaluate(qf: np.ndarray, gf: np.ndarray, q: Meta, g: Meta, protocol: str, *, distance: str = "cosine",
-             seed: int = 0, num_trials: int = 10, prcc_query: str = "cc", prcc_gallery: str = "multi-shot",
-             rerank: dict | None = None, max_rank: int = 50, progress: bool = False) -> dict:
+def rank_distmat(dist: np.ndarray, q: Meta, g: Meta, protocol: str, max_rank: int = 50) -> dict:
+    """Metrics of a protocol's rule on a given (Q, G) distance matrix, with no query/gallery selection."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(dist, dtype=np.float32))
+    return rank_trial(None, None, q, g, PROTOCOLS[protocol], distances=lambda a, b: t[a:b], max_rank=max_rank)
+
+
+def evaluate(qf: np.ndarray | None, gf: np.ndarray | None, q: Meta, g: Meta, protocol: str, *,
+             distance: str = "cosine", seed: int = 0, num_trials: int = 10, prcc_query: str = "cc",
+             prcc_gallery: str = "multi-shot", rerank: dict | None = None, max_rank: int = 50,
+             progress: bool = False, distmat: np.ndarray | None = None) -> dict:
     """Metrics of one protocol as the `--json` object (fractions; `trials` for multi-trial protocols).
 
-    rerank: None, or {"k1", "k2", "lambda", "max_bytes"} for k-reciprocal re-ranking of each trial.
-    Raises ValueError for input the protocol cannot evaluate (the CLI turns it into one line).
+    Distances come from the features qf/gf, or from `distmat` (Q, G) when given (then qf/gf may be
+    None). rerank: None, or {"k1", "k2", "lambda", "max_bytes"} for k-reciprocal re-ranking of each
+    trial (features only). Raises ValueError for input the protocol cannot evaluate.
     """
+    import torch
+
     proto = PROTOCOLS[protocol]
     opts = {"seed": seed, "num_trials": num_trials, "prcc_query": prcc_query, "prcc_gallery": prcc_gallery}
     trials = proto.trials(q, g, opts)
@@ -285,9 +297,15 @@ def evaluate(qf: np.ndarray, gf: np.ndarray, q: Meta, g: Meta, protocol: str, *,
         if len(gi) == 0:
             raise ValueError(f"protocol {protocol}: the gallery set is empty" + _subset_hint(proto, opts))
         qs, gs = q.take(qi), g.take(gi)
-        qft, gft = qf[qi], gf[gi]
-        dist_fn = None
+        qft = gft = dist_fn = None
+        if distmat is not None:
+            sub = torch.from_numpy(np.ascontiguousarray(distmat[np.ix_(qi, gi)], dtype=np.float32))
+            dist_fn = lambda a, b, sub=sub: sub[a:b]  # noqa: E731
+        else:
+            qft, gft = qf[qi], gf[gi]
         if rerank is not None:
+            if distmat is not None:
+                raise ValueError("re-ranking needs features, not a distance matrix")
             from reidtools.metrics.rerank import rerank_blocks
 
             dist_fn = rerank_blocks(qft, gft, distance=distance, **rerank)
