@@ -150,6 +150,8 @@ class ShardWriter:
     def abort(self) -> None:
         # On stdout nothing can be taken back; leaving the tar without its end marker makes the
         # reader downstream fail with "truncated tar" instead of taking a partial stream as whole.
+        if self._stream is not None:
+            self._stream.discard()  # also stops tarfile flushing into a broken pipe when collected
         if self._current is not None:
             self._current.abort()
             self._current = None
