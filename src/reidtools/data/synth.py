@@ -222,6 +222,7 @@ def render(seed: int, item: Item, size=(128, 64)) -> dict:
 
     u = H * ident.height * cam.scale * r.uniform(0.96, 1.03)   # person height in pixels
     top = (H - u) / 2 + (cam.dy + r.uniform(-0.03, 0.03)) * H
+    top = min(max(top, 1.0), H - 1.5 - u)                        # feet stay in the frame
     cx = W / 2 + (cam.dx + r.uniform(-0.05, 0.05)) * W
     side = view == "side"
     wf = 0.5 if side else 1.0                                    # width seen from the side
