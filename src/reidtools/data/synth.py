@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterator
 
 import numpy as np
@@ -76,6 +77,7 @@ class Identity:
     ir_skin: float     # how bright skin is in the thermal image
 
 
+@lru_cache(maxsize=4096)
 def identity_traits(seed: int, pid: int) -> Identity:
     r = rng(seed, "identity", pid)
     tone = np.array(SKIN_TONES[int(r.integers(len(SKIN_TONES)))], float) * r.uniform(0.93, 1.05, 3)
@@ -90,6 +92,11 @@ def identity_traits(seed: int, pid: int) -> Identity:
 
 def outfit_traits(seed: int, pid: int, outfit: int) -> dict:
     """The ground-truth garment description (what a caption template engine reads)."""
+    return dict(_outfit_traits(seed, pid, outfit))
+
+
+@lru_cache(maxsize=4096)
+def _outfit_traits(seed: int, pid: int, outfit: int) -> dict:
     r = rng(seed, "outfit", pid, outfit)
     upper, lower, second = (str(c) for c in r.choice(COLOR_NAMES, 3, replace=False))
     return {
@@ -115,6 +122,7 @@ class Camera:
     seed: int
 
 
+@lru_cache(maxsize=256)
 def camera_traits(seed: int, cam: int, modality: str) -> Camera:
     r = rng(seed, "camera", cam)
     views = r.dirichlet([1.2, 1.2, 1.2])
@@ -240,12 +248,12 @@ def render(seed: int, item: Item, size=(128, 64)) -> dict:
     P = lambda lat, fwd=0.0: _proj(view, facing, cx, lat, fwd)  # noqa: E731
 
     # skeleton in (x, y) pixels, per side s = +1 (person's left) / -1 (right)
-    swing = 0.55 if side else 0.12
+    swing = 0.5 if side else 0.12
     joints = {}
     for s, name in ((1, "left"), (-1, "right")):
         th = r.uniform(-swing, swing)                         # arm swing (forward > 0)
         ab = r.uniform(0.04, 0.3) * (0.3 if side else 1.0)    # arm abduction
-        bend = r.uniform(0.0, 0.6)
+        bend = r.uniform(0.0, 0.35 if side else 0.6)   # elbows bend forward: keep swing + bend < ~55 deg
         ua, fa = 0.16 * u, 0.14 * u
         sh_lat = s * sw * wf * 0.85
         el_lat = sh_lat + s * ua * math.sin(ab)
@@ -389,11 +397,12 @@ def _colour(labels, ident, outfit, cam, r, view, head, top, u) -> np.ndarray:
         lut[[L_SHOE, R_SHOE]] = COLORS[outfit["shoes_color"]]
         if outfit["hat_color"]:
             lut[HAT] = COLORS[outfit["hat_color"]]
+    if ir:
+        lut = lut[:, :1]             # grey: render one channel, repeat it at the end
     img = lut[labels]
     person = labels != BG
-    ys, xs = np.mgrid[0:H, 0:W]
     if not ir and outfit["upper_pattern"] != "solid":
-        upper = labels == UPPER
+        ys, xs = np.nonzero(labels == UPPER)
         period = max(3, int(round(0.045 * u)))
         rel = ((ys - top) / period).astype(int)
         if outfit["upper_pattern"] == "striped":
@@ -402,28 +411,27 @@ def _colour(labels, ident, outfit, cam, r, view, head, top, u) -> np.ndarray:
             alt = (rel + (xs // period)) % 2 == 1
         else:  # two-tone: the lower half of the top in the second colour
             alt = ys > top + 0.42 * u
-        sel = upper & alt
-        img[sel] = COLORS[outfit["upper_second_color"]]
+        img[ys[alt], xs[alt]] = COLORS[outfit["upper_second_color"]]
     hcx, hcy, hrx, hr, facing = head
     if view != "back" and ident.face_mark in ("mole", "beard"):
-        face = labels == FACE
+        ys, xs = np.nonzero(labels == FACE)
         if ident.face_mark == "mole":
             mx = hcx + (ident.mark_side * hrx * 0.4 if view == "front" else facing * hrx * 0.4)
-            spot = face & ((xs - mx) ** 2 + (ys - (hcy + hr * 0.25)) ** 2 <= max(1.0, (0.2 * hr) ** 2))
+            spot = (xs - mx) ** 2 + (ys - (hcy + hr * 0.25)) ** 2 <= max(1.0, (0.2 * hr) ** 2)
         else:
-            spot = face & (ys > hcy + hr * 0.35) & (ys < hcy + hr * 1.05)
-        img[spot] = (35, 25, 20) if not ir else ident.ir_skin * 0.8
-    # soft body shading (a rounded look) and the camera's lighting
-    shade = 1.0 - 0.28 * ((xs - hcx) / (0.18 * u + 1e-6)) ** 2
-    img = np.where(person[..., None], img * np.clip(shade, 0.7, 1.0)[..., None], _background(cam, H, W))
+            spot = (ys > hcy + hr * 0.35) & (ys < hcy + hr * 1.05)
+        img[ys[spot], xs[spot]] = (35, 25, 20) if not ir else ident.ir_skin * 0.8
+    # soft body shading (a rounded look; it depends on the column only) and the camera's lighting
+    shade = np.clip(1.0 - 0.28 * ((np.arange(W, dtype=np.float32) - hcx) / (0.18 * u + 1e-6)) ** 2, 0.7, 1.0)
+    img *= shade[None, :, None]
+    bg = _background(cam, H, W)
+    np.copyto(img, bg[..., :1] if ir else bg, where=~person[..., None])
     gain = cam.gain * r.uniform(0.93, 1.07)
-    if ir:
-        img = img * gain
-        img = img.mean(axis=2, keepdims=True).repeat(3, axis=2)
-    else:
-        img = img * (gain * np.array(cam.tint, np.float32))
-    img += r.normal(0.0, cam.noise, (H, W, 1 if ir else 3)).astype(np.float32)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    img *= gain if ir else (gain * np.array(cam.tint, np.float32))
+    img += r.standard_normal(img.shape, dtype=np.float32) * np.float32(cam.noise)
+    np.clip(img, 0, 255, out=img)
+    img = img.astype(np.uint8)
+    return np.repeat(img, 3, axis=2) if ir else img
 
 
 def _keypoints(view, facing, joints, head, foot_y, u, r, side, near):
