@@ -1,0 +1,104 @@
+"""Visible-infrared datasets: SYSU-MM01 and LLCM.
+
+SYSU-MM01: `cam1`..`cam6/<pid, 4 digits>/<nnnn>.jpg`; cam3 and cam6 are infrared. `exp/train_id.txt`,
+`exp/val_id.txt`, `exp/test_id.txt` hold comma-separated ids. Train ids -> `train`, val ids -> `val`
+(kept apart; most papers train on train+val: pass both shard sets), test ids: infrared -> `query`,
+visible -> `gallery` (the standard infrared-to-visible protocol). Images of ids in no list are
+skipped and counted.
+
+LLCM: `idx/train_vis.txt`, `idx/train_nir.txt`, `idx/test_vis.txt`, `idx/test_nir.txt` with lines
+`REL_PATH LABEL`, paths such as `nir/0351/0351_c06_s200656_f4830_nir.jpg`. vis = rgb, nir = ir; pid
+and camera come from the file name (`{pid}_c{cam}_...`), the list's label is kept as `list_label`.
+Test images: `--direction i2v` (default) stores nir as `query` and vis as `gallery`; `v2i` swaps.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from reidtools.errors import ReidError
+from reidtools.data.pack.base import (Options, Scan, bad_name, is_image, list_dirs, list_images, make_key,
+                                      need_dir, need_file, read_list)
+
+SYSU_IR_CAMS = (3, 6)
+
+
+def _read_ids(path: str) -> set[int]:
+    need_file(path, "SYSU-MM01 id list")
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    ids = set()
+    for tok in re.split(r"[,\s]+", text.strip()):
+        if not tok:
+            continue
+        if not tok.isdigit():
+            raise ReidError(f"{path}: {tok!r} is not an id")
+        ids.add(int(tok))
+    return ids
+
+
+def sysu(root: str, opts: Options) -> Scan:
+    scan = Scan()
+    exp = os.path.join(root, "exp")
+    train, test = _read_ids(os.path.join(exp, "train_id.txt")), _read_ids(os.path.join(exp, "test_id.txt"))
+    val = _read_ids(os.path.join(exp, "val_id.txt")) if os.path.exists(os.path.join(exp, "val_id.txt")) else set()
+    unlisted = 0
+    for cam in range(1, 7):
+        cam_dir = need_dir(os.path.join(root, f"cam{cam}"), "SYSU-MM01 camera folder")
+        modality = "ir" if cam in SYSU_IR_CAMS else "rgb"
+        for pid_folder in list_dirs(cam_dir):
+            if not pid_folder.isdigit():
+                raise ReidError(f"{os.path.join(cam_dir, pid_folder)}: identity folder must be a number (e.g. 0001)")
+            pid = int(pid_folder)
+            if pid in test:
+                split = "query" if modality == "ir" else "gallery"
+            elif pid in val:
+                split = "val"
+            elif pid in train:
+                split = "train"
+            else:
+                split = None
+            for name in list_images(os.path.join(cam_dir, pid_folder), scan):
+                if split is None:
+                    unlisted += 1
+                    continue
+                scan.add(split, make_key(split, f"cam{cam}", pid_folder, name),
+                         os.path.join(cam_dir, pid_folder, name), dataset="sysu", split=split, pid=pid, camid=cam,
+                         clothes=str(pid), modality=modality, orig_name=f"cam{cam}/{pid_folder}/{name}")
+    if unlisted:
+        scan.notes.append(f"{unlisted} images of ids in no exp/*_id.txt list skipped")
+    return scan
+
+
+LLCM_RE = re.compile(r"^(\d+)_c(\d+)_")
+
+
+def llcm(root: str, opts: Options) -> Scan:
+    if opts.direction not in ("i2v", "v2i"):
+        raise ReidError(f"llcm: --direction must be i2v or v2i, got {opts.direction!r}")
+    query_mod = "nir" if opts.direction == "i2v" else "vis"
+    scan = Scan()
+    for part in ("train", "test"):
+        for mod in ("vis", "nir"):
+            list_path = os.path.join(root, "idx", f"{part}_{mod}.txt")
+            split = "train" if part == "train" else ("query" if mod == query_mod else "gallery")
+            for row in read_list(list_path, f"LLCM {part} {mod} list"):
+                if len(row) != 2:
+                    raise ReidError(f"{list_path}: expected lines 'PATH LABEL', got {' '.join(row)!r}")
+                rel, label = row
+                path = os.path.join(root, rel)
+                name = os.path.basename(rel)
+                if not is_image(name):
+                    scan.unknown += 1
+                    continue
+                m = LLCM_RE.match(name)
+                if m is None:
+                    raise bad_name(path, "PID_cCAM_... (e.g. 0351_c06_s200656_f4830_nir.jpg)")
+                if not os.path.isfile(path):
+                    raise ReidError(f"{path}: listed in {os.path.basename(list_path)} but missing")
+                pid = int(m.group(1))
+                scan.add(split, make_key(split, rel), path, dataset="llcm", split=split, pid=pid,
+                         camid=int(m.group(2)), clothes=str(pid), modality="rgb" if mod == "vis" else "ir",
+                         orig_name=rel, list_label=int(label) if label.lstrip("-").isdigit() else label)
+    return scan
