@@ -39,7 +39,7 @@ class Scan:
     unknown: int = 0        # files that are not images (Thumbs.db, .DS_Store, ...)
     notes: list[str] = field(default_factory=list)
 
-    def add(self, split: str, key: str, path: str, **meta) -> None:
+    def add(self, split: str, key: str, path: str, /, **meta) -> None:
         self.items.append(Item(split, key, path, meta))
 
 
