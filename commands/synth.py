@@ -55,7 +55,8 @@ def cli(output, ids, outfits, cams, images_per, size, modalities, maxcount, seed
     finally:
         if bar is not None:
             bar.close()
-    _print_summary(summary, output)
+    if progress_enabled():  # -q: warnings only
+        _print_summary(summary, output)
 
 
 def _print_summary(summary: dict, output: str) -> None:

@@ -228,7 +228,7 @@ def test_cli_synth_then_stats(tmp_path):
     r = subprocess.run([REID, "synth", "-q", "-o", str(out), "--ids", "4", "--outfits", "2", "--cams", "2",
                         "--size", "64x32", "--seed", "7"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    assert "query" in r.stderr and r.stdout == ""
+    assert r.stderr == "" and r.stdout == ""  # -q: no bar, no summary
     shards = sorted(glob.glob(str(out / "*.tar")))
     r = subprocess.run([REID, "stats", *shards], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -254,3 +254,14 @@ def test_cli_synth_usage_error_exit_2(tmp_path):
     r = subprocess.run([REID, "synth", "-o", str(tmp_path / "x"), "--images-per", "1"], capture_output=True, text=True)
     assert r.returncode == 2 and "--images-per" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_cli_synth_prints_a_summary_to_stderr(tmp_path):
+    r = subprocess.run([REID, "synth", "-o", str(tmp_path / "d"), "--ids", "2", "--outfits", "1", "--cams", "2",
+                        "--size", "64x32"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout == ""
+    rows = {line.split()[0]: line.split()[1:] for line in r.stderr.splitlines() if line.split()}
+    assert rows["train"][:4] == ["4", "1", "2", "1"] and rows["query"][:4] == ["2", "1", "2", "1"]
+    r = subprocess.run([REID, "synth", "-o", str(tmp_path / "d"), "--ids", "2", "--outfits", "1", "--cams", "2",
+                        "--size", "64x32"], capture_output=True, text=True)
+    assert "0 samples written" in r.stderr and "8 already present" in r.stderr
