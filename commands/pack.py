@@ -38,8 +38,9 @@ def cli(fmt, root, output, maxcount, variant, direction, frame_step):
     from reidtools.data.pack import Options, scan_dataset, summarise, write_scan
 
     if variant is not None and variant not in VARIANTS.get(fmt, ()):
-        allowed = "|".join(VARIANTS[fmt]) if fmt in VARIANTS else f"nothing for {fmt}"
-        raise click.BadParameter(f"{variant!r}: takes {allowed}", param_hint="--variant")
+        if fmt not in VARIANTS:
+            raise click.BadParameter(f"{fmt} has no variants (only cuhk03np and msmt17 do)", param_hint="--variant")
+        raise click.BadParameter(f"{variant!r}: {fmt} takes {' or '.join(VARIANTS[fmt])}", param_hint="--variant")
     scan = scan_dataset(fmt, root, Options(variant=variant, direction=direction, frame_step=frame_step))
     bar = None
     if progress_enabled():
