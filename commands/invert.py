@@ -1,0 +1,145 @@
+"""`reid invert`: DiVE identity tokens + camera-code LoRA (fit), and sampling from them (sample).
+
+CLI glue only; the library is reidtools.generate.inversion.
+"""
+
+from __future__ import annotations
+
+import click
+
+from reidtools.commands._options import (command, inputs_argument, output_option, progress_enabled, resolve_task,
+                                         seed_option, task_options)
+
+DEFAULT_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+HELP = "Learn identity tokens and a LoRA (DiVE), then sample new images."
+
+
+@click.group("invert", short_help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Learn identity tokens and a LoRA (DiVE), then sample new images.
+
+    `fit` learns one textual-inversion token per identity (`<id_PID>`) and one LoRA on the Stable
+    Diffusion U-Net, conditioned on a random fixed code per camera (or per modality), from training
+    shards. `sample` renders any identity under any camera code, e.g. infrared images of identities
+    that were only ever seen in visible light. The checkpoint loads with diffusers' own
+    `load_textual_inversion` and `load_lora_weights`.
+
+    \b
+    Examples:
+      reid invert fit market/train-*.tar sysu/train-*.tar -o ckpt/ --steps 20000
+      reid invert sample ckpt/ -o gen/ --cameras ir --per-id 18
+      accelerate launch -m reidtools invert fit train/ -o ckpt/ --resume
+    """
+
+
+@command("invert fit", short_help="Train identity tokens and the camera-code LoRA on training shards.")
+@inputs_argument
+@output_option(help="Checkpoint folder (learned_embeds.safetensors, pytorch_lora_weights.safetensors, manifest.json).")
+@click.option("--base", default=DEFAULT_BASE, help="Stable Diffusion 1.x pipeline: hub id (local cache) or folder (DiVE: SD 1.5).")
+@click.option("--rank", type=click.IntRange(min=1), default=128, help="LoRA rank (paper: 128).")
+@click.option("--lr", type=float, default=5e-5, help="AdamW learning rate of the LoRA and the tokens (paper: 5e-5).")
+@click.option("--steps", type=click.IntRange(min=1), default=400_000, help="Optimiser steps (paper: 400,000 at batch 16).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, help="Images per step and process (paper: 16).")
+@click.option("--size", default="512x256", help="Training size HxW, multiples of 8 (paper: 512x256).")
+@click.option("--min-images-per-id", type=click.IntRange(min=1), default=12,
+              help="Identities with fewer images are skipped (listed in the manifest).")
+@click.option("--code-length", type=click.IntRange(min=1), default=8,
+              help="Characters of each random camera code (paper: 8; released code: 4).")
+@click.option("--codes-per", type=click.Choice(["camera", "modality"]), default="camera",
+              help="One code per modality x camera (paper's multi-view setting) or per modality ([V], [I]).")
+@click.option("--id-caption-prob", type=click.FloatRange(0, 1), default=0.5,
+              help="Probability of the full caption; otherwise the camera code alone (released code: 0.5).")
+@click.option("--template", default="a {camera} photo of a {id} person", show_default=True,
+              help="Caption template with {camera} and {id}.")
+@click.option("--lora-targets", default="to_q,to_k,to_v",
+              help="Comma-separated U-Net attention projections that get LoRA (paper: query, key, value).")
+@click.option("--init-token", default="person", help="Word whose embedding initialises every identity token.")
+@click.option("--flip/--no-flip", default=True, help="Random horizontal flips (paper: on).")
+@click.option("--mixed-precision", type=click.Choice(["auto", "no", "fp16", "bf16"]), default="auto",
+              help="accelerate mixed precision; auto = fp16 on CUDA, none on CPU.")
+@click.option("--save-every", type=click.IntRange(min=1), default=1000, help="Write the checkpoint every N steps.")
+@click.option("--resume", is_flag=True, help="Continue the checkpoint in -o from its last saved step.")
+@click.option("--device", default=None, help="cpu to force the CPU [default: accelerate's choice].")
+@seed_option
+def fit_cmd(inputs, output, base, rank, lr, steps, batch_size, size, min_images_per_id, code_length, codes_per,
+            id_caption_prob, template, lora_targets, init_token, flip, mixed_precision, save_every, resume, device, seed):
+    """Train identity tokens and the camera-code LoRA on training shards.
+
+    Every input sample needs `pid`, `camid` and an image (`modality` defaults to rgb). Captions are
+    "a {camera code} photo of a <id_PID> person" with probability --id-caption-prob, else the code
+    alone. Only the LoRA and the new token rows are trained. The checkpoint is written every
+    --save-every steps and at the end; --resume continues from it with the same batches a single
+    run would have seen. Runs on several GPUs with `accelerate launch`.
+    """
+    from reidtools.commands._options import parse_size
+    from reidtools.generate.inversion import FitOptions, fit
+    from reidtools.shards import expand_inputs
+
+    if output == "-":
+        raise click.BadParameter("fit writes a checkpoint folder, not a stream", param_hint="-o")
+    targets = tuple(t.strip() for t in lora_targets.split(",") if t.strip())
+    if not targets:
+        raise click.BadParameter("name at least one module", param_hint="--lora-targets")
+    opts = FitOptions(base=base, rank=rank, lr=lr, steps=steps, batch_size=batch_size,
+                      size=parse_size(size, "--size", multiple=8), min_images_per_id=min_images_per_id,
+                      code_length=code_length, codes_per=codes_per, id_caption_prob=id_caption_prob,
+                      template=template, lora_targets=targets, init_token=init_token, flip=flip,
+                      mixed_precision=mixed_precision, save_every=save_every, seed=seed)
+    manifest = fit(expand_inputs(list(inputs)), output, opts, resume=resume, progress=progress_enabled(), device=device)
+    import logging
+
+    logging.getLogger("reidtools").info("checkpoint %s: %d identities, %d camera codes, step %d, loss %.4f",
+                                        output, len(manifest["ids"]), len(manifest["cameras"]), manifest["step"],
+                                        manifest.get("last_loss", float("nan")))
+
+
+@command("invert sample", short_help="Render identities under camera codes from a fit checkpoint.")
+@click.argument("ckpt_dir", metavar="CKPT_DIR")
+@output_option()
+@click.option("--ids", default=None, help="Comma-separated pids to render [default: every id in the checkpoint].")
+@click.option("--cameras", multiple=True,
+              help="Camera keys (ir3) or modalities (ir); repeatable [default: every IR camera].")
+@click.option("--per-id", type=click.IntRange(min=1), default=18, help="Images per identity and camera code (paper: 18).")
+@click.option("--steps", type=click.IntRange(min=1), default=25, help="Denoising steps (paper: 25; released code: 50).")
+@click.option("--scheduler", type=click.Choice(["dpm++", "ddim", "pndm", "euler"]), default="dpm++",
+              help="Sampler (paper: DPM-Solver++).")
+@click.option("--guidance", type=float, default=7.5, help="Classifier-free guidance scale.")
+@click.option("--size", default=None, help="Output size HxW [default: the training size].")
+@click.option("--base", default=None, help="Base pipeline [default: the one in the manifest].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, help="Images per pipeline call.")
+@click.option("--shard-size", type=click.IntRange(min=1), default=1000, help="Samples per output shard.")
+@click.option("--dtype", type=click.Choice(["fp16", "bf16", "fp32"]), default="fp16",
+              help="Weights dtype (fp16 falls back to fp32 on CPU).")
+@click.option("--device", default=None, help="Device [default: best available].")
+@task_options
+@seed_option
+def sample_cmd(ckpt_dir, output, ids, cameras, per_id, steps, scheduler, guidance, size, base, batch_size, shard_size,
+               dtype, device, shard_index, num_shards, seed):
+    """Render identities under camera codes from a fit checkpoint.
+
+    Prompt: "a {camera code} photo of a <id_PID> person" (the fit template). Every image has its own
+    seed derived from (--seed, pid, camera, index), so output does not depend on --batch-size or on
+    task splitting. Outputs are `invert-NNNNNN.tar` shards of --shard-size samples keyed
+    `dive-PID-CAMERA-INDEX` with pid, camid, modality and a source-less history (prompt, seed,
+    steps, scheduler, guidance). --shard-index/--num-shards give each task every N-th output shard;
+    finished shards are skipped on a re-run.
+    """
+    from reidtools.commands._options import parse_size
+    from reidtools.generate.inversion import read_manifest, select_cameras, select_ids
+    from reidtools.generate.inversion_sample import sample_to
+
+    manifest = read_manifest(ckpt_dir)
+    try:
+        wanted = [int(p) for p in ids.split(",") if p.strip()] if ids else None
+    except ValueError:
+        raise click.BadParameter(f"{ids!r} is not a comma-separated list of integers", param_hint="--ids") from None
+    hw = parse_size(size, "--size", multiple=8) if size else tuple(manifest["options"]["size"])
+    index, count = resolve_task(shard_index, num_shards)
+    sample_to(ckpt_dir, output, manifest, select_ids(manifest, wanted), select_cameras(manifest, list(cameras)),
+              per_id=per_id, steps=steps, scheduler=scheduler, guidance=guidance, size=hw, base=base,
+              batch_size=batch_size, shard_size=shard_size, dtype=dtype, device=device, seed=seed,
+              task=(index, count), progress=progress_enabled())
+
+
+cli.add_command(fit_cmd, name="fit")
+cli.add_command(sample_cmd, name="sample")
