@@ -154,3 +154,22 @@ def test_show_parse_overlay_changes_person_pixels_only(synth_dir, overlay):
     bg = parse == 0
     assert np.array_equal(sheet[bg], img[bg])
     assert np.array_equal(sheet[~bg], img[~bg]) == (overlay == "none")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_show_counts_originals_not_variants(tmp_path, synth_dir, seed):
+    shard = _with_variants(tmp_path, synth_dir, n_orig=3, k=3)
+    groups = select([shard], n=2, seed=seed, variants=2)
+    assert len(groups) == 2 and all("source" not in meta(g.head) for g in groups)
+    assert all(len(g.variants) == 2 for g in groups)
+    assert select([shard], n=2, seed=seed, variants=0)[0].variants == []
+
+
+def test_show_variants_without_their_source_are_shown_as_originals(tmp_path, synth_dir):
+    shard = _with_variants(tmp_path, synth_dir, n_orig=2, k=3)
+    only_variants = [s for s in iter_samples([shard]) if "source" in meta(s)]
+    with ShardWriter(str(tmp_path / "v"), prefix="v") as w:
+        for s in only_variants:
+            w.write(s)
+    groups = select([str(tmp_path / "v" / "v-000000.tar")], n=4)
+    assert len(groups) == 4 and all("source" in meta(g.head) for g in groups)

@@ -28,40 +28,46 @@ class Group:
     variants: list = field(default_factory=list)
 
 
+def _keep_smallest(heap: list, n: int, rank: int, key: str, sample: dict) -> None:
+    item = (-rank, key, sample)  # a max-heap on rank: the root is the worst kept
+    if len(heap) < n:
+        heapq.heappush(heap, item)
+    elif -heap[0][0] > rank:
+        heapq.heapreplace(heap, item)
+
+
 def select(shards: Iterable[str], n: int, seed: int = 0, ids: set | None = None, variants: int = 4) -> list[Group]:
-    """Pick `n` originals (by a seeded hash of the key: independent of input order) and up to
-    `variants` samples derived from each. Samples whose source is not among the inputs count as
-    originals. Streams the inputs; keeps only candidates in memory."""
-    heap: list = []              # (-rank, key, sample): the n smallest ranks
+    """Pick `n` originals (samples without `source`) by a seeded hash of the key, so the choice does
+    not depend on input order or sharding, each with up to `variants` samples derived from it.
+
+    One streaming pass in bounded memory: a variant's source rank is known from its `source` key
+    alone, so variants of sources that can no longer be picked are dropped at once. When the inputs
+    hold fewer than `n` originals, variants whose source is absent fill up as originals.
+    """
+    rank = lambda key: derive_seed(seed, key)  # noqa: E731
+    heads: list = []
+    orphans: list = []
+    seen: set[str] = set()
     by_source: dict[str, list] = {}
     for sample in iter_samples(shards):
         m = meta(sample)
         if ids is not None and m.get("pid") not in ids:
             continue
-        src = m.get("source")
-        if src is not None and variants > 0:
+        key, src = sample["__key__"], m.get("source")
+        if src is None:
+            seen.add(key)
+            _keep_smallest(heads, n, rank(key), key, sample)
+            continue
+        _keep_smallest(orphans, n, rank(key), key, sample)
+        if variants > 0 and (len(heads) < n or rank(src) < -heads[0][0]):
             kept = by_source.setdefault(src, [])
             if len(kept) < variants:
                 kept.append(sample)
-        rank = derive_seed(seed, sample["__key__"])
-        item = (-rank, sample["__key__"], sample)
-        if len(heap) < n:
-            heapq.heappush(heap, item)
-        elif -heap[0][0] > rank:
-            heapq.heapreplace(heap, item)
-    picked = sorted(heap, key=lambda t: -t[0])
-    keys = {k for _, k, _ in picked}
-    groups, shown = [], set()
-    # an original wins over its own variants: a variant whose source was picked is shown beside it
-    originals = [s for _, _, s in picked if meta(s).get("source") not in keys]
-    for s in originals:
-        if s["__key__"] in shown:
-            continue
-        g = Group(s, [v for v in by_source.get(s["__key__"], []) if v["__key__"] != s["__key__"]])
-        shown.add(s["__key__"])
-        shown.update(v["__key__"] for v in g.variants)
-        groups.append(g)
-    return groups
+    picked = [s for _, _, s in sorted(heads, key=lambda t: (-t[0], t[1]))]
+    if len(picked) < n:
+        picked += [s for _, _, s in sorted(orphans, key=lambda t: (-t[0], t[1]))
+                   if meta(s)["source"] not in seen][: n - len(picked)]
+    return [Group(s, by_source.get(s["__key__"], []) if variants > 0 else []) for s in picked]
 
 
 def _overlay(sample: dict, img: Image.Image, mode: str, alpha: float) -> tuple[Image.Image, str]:
