@@ -48,7 +48,7 @@ def _rows(path: str):
 def folder(root: str, opts: Options) -> Scan:
     manifest = _find(root)
     base = os.path.dirname(os.path.abspath(manifest))
-    dataset = os.path.splitext(os.path.basename(base))[0] or "folder"
+    dataset = os.path.basename(base) or "folder"
     scan = Scan()
     for n, row in _rows(manifest):
         where = f"{manifest}:{n}"
