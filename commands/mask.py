@@ -1,0 +1,80 @@
+"""`reid mask`: clothing masks and parse maps (CLI glue; the library is reidtools.vision)."""
+
+from __future__ import annotations
+
+import click
+
+from reidtools.commands._options import (command, inputs_argument, output_option, progress_enabled,
+                                         resolve_task, seed_option, task_options)
+
+
+@command("mask", short_help="Write clothing masks and human parsing maps.")
+@inputs_argument
+@output_option()
+@click.option("--engine", type=click.Choice(["labels", "schp-onnx", "segformer", "pose"]), default="labels",
+              help="labels: the sample's own parse.png; schp-onnx: an SCHP .onnx file; segformer: a "
+                   "transformers model; pose: MediaPipe keypoints + person mask (the pose extra).")
+@click.option("--model", default=None, metavar="ID|FOLDER|FILE.onnx",
+              help="schp-onnx: the .onnx file (required); segformer: hub id or folder "
+                   "[default: mattmdjaga/segformer_b2_clothes].")
+@click.option("--labels", type=click.Choice(["lip", "atr"]), default=None,
+              help="Label set of the parse maps [default: from the model / the sample's parse_labels].")
+@click.option("--keep", default=None, metavar="LABELS",
+              help="Comma-separated labels to keep (not repaint), on top of DLCR's rule.")
+@click.option("--repaint", default=None, metavar="LABELS",
+              help="Comma-separated labels to repaint, on top of DLCR's rule.")
+@click.option("--dilate", "dilate_px", type=click.IntRange(min=0), default=0, help="Grow the mask by N pixels.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, help="Images per model call.")
+@click.option("--device", default="auto", help="segformer: auto, cpu, cuda, cuda:N; schp-onnx: auto or cpu.")
+@task_options
+@seed_option
+def cli(inputs, output, engine, model, labels, keep, repaint, dilate_px, batch_size, device, shard_index,
+        num_shards, seed):
+    """Write clothing masks and human parsing maps.
+
+    Writes `mask.png` (L; 255 = clothing a generator may repaint, 0 = identity to keep), `parse.png`
+    (the parse map; model engines) and `parse_labels` (lip/atr) plus a `mask` record in the
+    metadata. The default rule is DLCR's ID-preserving mask: keep background, hat, hair, face,
+    both arms and both legs; repaint everything else (the same names for ATR). --keep/--repaint
+    move labels between the two sides. The pose engine also writes `pose`.
+    """
+    from reidtools.shards import expand_inputs, map_shards
+    from reidtools.vision import engines as E
+    from reidtools.vision.masks import LabelError
+
+    def check(writer, label_set):
+        try:
+            writer.ids(label_set)
+        except LabelError as exc:
+            raise click.BadParameter(str(exc), param_hint="--keep/--repaint") from None
+
+    if engine == "pose" and (keep or repaint or labels):
+        raise click.UsageError("--keep/--repaint/--labels need a parsing engine (the pose engine has no labels)")
+    if engine == "schp-onnx" and not model:
+        raise click.UsageError("--engine schp-onnx needs --model FILE.onnx (e.g. parsing_lip.onnx)")
+    shards = expand_inputs(inputs)
+    index, count = resolve_task(shard_index, num_shards)
+    if engine == "labels":
+        writer = E.MaskWriter(keep, repaint, dilate_px, engine)
+        if labels:
+            check(writer, labels)
+        fn = E.labels_map(writer, labels)
+    elif engine == "pose":
+        from reidtools.vision.pose_mediapipe import MediaPipePose
+
+        writer = E.MaskWriter(None, None, dilate_px, engine, "mediapipe-pose")
+        fn = E.pose_map(writer, MediaPipePose())
+    else:
+        if engine == "schp-onnx":
+            from reidtools.vision.parsing_onnx import SchpOnnx
+
+            parser = SchpOnnx(model, labels, device)
+        else:
+            from reidtools.vision.parsing_segformer import DEFAULT_MODEL, SegformerParser
+
+            model = model or DEFAULT_MODEL
+            parser = SegformerParser(model, labels, device)
+        writer = E.MaskWriter(keep, repaint, dilate_px, engine, model)
+        check(writer, parser.labels)
+        fn = E.parser_map(writer, parser, batch_size)
+    map_shards(shards, output, fn, shard_index=index, num_shards=count, desc="mask", progress=progress_enabled())
