@@ -416,9 +416,13 @@ def test_stdout_stream(tmp_path):
     assert len(read_one(p)) == 6
 
 
-def test_missing_folder_is_clear(tmp_path):
+def test_missing_folder_or_no_images_is_clear(tmp_path):
     (tmp_path / "m").mkdir()
     with pytest.raises(ReidError, match="bounding_box_train: missing folder"):
+        scan_dataset("market1501", str(tmp_path / "m"))
+    for folder in ("bounding_box_train", "query", "bounding_box_test"):
+        (tmp_path / "m" / folder).mkdir()
+    with pytest.raises(ReidError, match="no market1501 images found"):
         scan_dataset("market1501", str(tmp_path / "m"))
 
 

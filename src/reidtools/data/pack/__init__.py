@@ -40,4 +40,7 @@ def scan_dataset(fmt: str, root: str, opts: Options | None = None) -> Scan:
 
     if not os.path.exists(root):
         raise ReidError(f"{root}: no such file or folder")
-    return CONVERTERS[fmt](root, opts or Options())
+    scan = CONVERTERS[fmt](root, opts or Options())
+    if not scan.items:
+        raise ReidError(f"{root}: no {fmt} images found (see docs/pack.md for the layout it expects)")
+    return scan
