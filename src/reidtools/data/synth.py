@@ -159,6 +159,19 @@ def _background(cam: Camera, h: int, w: int) -> np.ndarray:
     return _BG_CACHE[k]
 
 
+_NOISE: dict = {}
+
+
+def _noise(r: np.random.Generator, shape: tuple) -> np.ndarray:
+    """Unit Gaussian sensor noise: a window at a random offset into a fixed bank (drawing fresh
+    normals for every image was the slowest step of rendering)."""
+    n = int(np.prod(shape))
+    if n not in _NOISE:
+        _NOISE[n] = np.random.default_rng(0x5EED).standard_normal(2 * n, dtype=np.float32)
+    start = int(r.integers(0, n))
+    return _NOISE[n][start:start + n].reshape(shape)
+
+
 # ----------------------------------------------------------------------------- the plan
 @dataclass(frozen=True)
 class Item:
@@ -399,7 +412,7 @@ def _colour(labels, ident, outfit, cam, r, view, head, top, u) -> np.ndarray:
             lut[HAT] = COLORS[outfit["hat_color"]]
     if ir:
         lut = lut[:, :1]             # grey: render one channel, repeat it at the end
-    img = lut[labels]
+    img = np.take(lut, labels, axis=0)
     person = labels != BG
     if not ir and outfit["upper_pattern"] != "solid":
         ys, xs = np.nonzero(labels == UPPER)
@@ -428,7 +441,7 @@ def _colour(labels, ident, outfit, cam, r, view, head, top, u) -> np.ndarray:
     np.copyto(img, bg[..., :1] if ir else bg, where=~person[..., None])
     gain = cam.gain * r.uniform(0.93, 1.07)
     img *= gain if ir else (gain * np.array(cam.tint, np.float32))
-    img += r.standard_normal(img.shape, dtype=np.float32) * np.float32(cam.noise)
+    img += _noise(r, img.shape) * np.float32(cam.noise)
     np.clip(img, 0, 255, out=img)
     img = img.astype(np.uint8)
     return np.repeat(img, 3, axis=2) if ir else img
