@@ -122,7 +122,8 @@ def cli(inputs, gallery, protocol, distance, model, batch_size, device, json_out
         rr = {"k1": k1, "k2": k2, "lambda": lambda_, "max_bytes": int(max_gb * 2**30)}
     try:
         result = evaluate(qf, gf, qmeta, gmeta, protocol, distance=distance, seed=seed, num_trials=num_trials,
-                          prcc_query=prcc_query, prcc_gallery=prcc_gallery, rerank=rr, progress=progress_enabled())
+                          prcc_query=prcc_query, prcc_gallery=prcc_gallery, rerank=rr, progress=progress_enabled(),
+                          copy=False)
     except ValueError as exc:
         raise ReidError(str(exc)) from None
     click.echo(table(result), err=True)

@@ -247,3 +247,15 @@ def test_distances_match_numpy():
     assert np.allclose(cos, 1 - qn @ gn.T, atol=1e-5)
     euc = block_distance(prepare(qf, "euclidean"), prepare(gf, "euclidean"), "euclidean").numpy()
     assert np.allclose(euc, ((qf[:, None] - gf[None]) ** 2).sum(-1), atol=1e-4)
+
+
+def test_evaluate_leaves_features_alone_unless_told():
+    rng = np.random.default_rng(0)
+    qf, gf = rng.normal(size=(20, 6)).astype(np.float32), rng.normal(size=(50, 6)).astype(np.float32)
+    q, g = meta(rng.integers(0, 5, 20), rng.integers(1, 4, 20)), meta(rng.integers(0, 5, 50), rng.integers(1, 4, 50))
+    q0, g0 = qf.copy(), gf.copy()
+    a = evaluate(qf, gf, q, g, "market")
+    assert np.array_equal(qf, q0) and np.array_equal(gf, g0)
+    b = evaluate(qf, gf, q, g, "market", copy=False)
+    assert a == b
+    assert np.allclose(np.linalg.norm(gf, axis=1), 1, atol=1e-6)  # normalised in place

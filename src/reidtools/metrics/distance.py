@@ -14,15 +14,20 @@ import numpy as np
 METRICS = ("cosine", "euclidean")
 
 
-def prepare(feats: np.ndarray, metric: str):
-    """A float32 torch tensor ready for `block_distance` (normalised for cosine)."""
+def prepare(feats: np.ndarray, metric: str, inplace: bool = False):
+    """A float32 torch tensor ready for `block_distance` (normalised for cosine).
+
+    With inplace=True a contiguous float32 array is normalised in its own memory (no copy: at
+    MSMT17 scale the gallery features alone are 670 MB); the values equal F.normalize's.
+    """
     import torch
 
     if metric not in METRICS:
         raise ValueError(f"unknown distance {metric!r} (expected one of {', '.join(METRICS)})")
-    x = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32))
+    arr = np.ascontiguousarray(feats, dtype=np.float32)
+    x = torch.from_numpy(arr if (inplace or arr is not feats) else arr.copy() if metric == "cosine" else arr)
     if metric == "cosine":
-        x = torch.nn.functional.normalize(x, p=2.0, dim=1)
+        x.div_(torch.linalg.vector_norm(x, ord=2, dim=1, keepdim=True).clamp_min_(1e-12))
     return x
 
 

@@ -51,10 +51,10 @@ class Meta:
 
 
 # ----------------------------------------------------------------------------- rules
-# A rule maps (query meta block as torch tensors, gallery meta as torch tensors) to (good, removed).
+# A rule maps (query meta block, gallery meta), dicts of int64 numpy arrays, to (good, removed).
 
 def _same(qt: dict, gt: dict, name: str):
-    return qt[name].unsqueeze(1) == gt[name].unsqueeze(0)
+    return qt[name][:, None] == gt[name][None, :]
 
 
 def rule_market(qt: dict, gt: dict):
@@ -85,7 +85,7 @@ def rule_sysu(qt: dict, gt: dict):
     """SYSU-MM01 rule (AGW `eval_sysu`, reused by CAJ and DEEN): for a camera-3 query every camera-2
     gallery image is removed (whatever its pid: cameras 2 and 3 share a room); good = same pid among
     the rest. Nothing else is removed (the gallery holds no IR image, so no same-camera match)."""
-    removed = (qt["camid"].unsqueeze(1) == 3) & (gt["camid"].unsqueeze(0) == 2)
+    removed = (qt["camid"][:, None] == 3) & (gt["camid"][None, :] == 2)
     return _same(qt, gt, "pid") & ~removed, removed
 
 
@@ -213,22 +213,19 @@ def _codes(values_q: np.ndarray, values_g: np.ndarray) -> tuple[np.ndarray, np.n
     return inv[:len(values_q)], inv[len(values_q):], len(uniq)
 
 
-def _tensors(q: Meta, g: Meta, needs: tuple[str, ...]):
-    import torch
-
+def _arrays(q: Meta, g: Meta, needs: tuple[str, ...]):
     qt, gt = {}, {}
-    qp, gp, npid = _codes(q.pid, g.pid)
-    qt["pid"], gt["pid"] = torch.from_numpy(qp), torch.from_numpy(gp)
+    qt["pid"], gt["pid"], npid = _codes(q.pid, g.pid)
     if "camid" in needs:
-        qt["camid"], gt["camid"] = torch.from_numpy(q.camid.astype(np.int64)), torch.from_numpy(g.camid.astype(np.int64))
+        qt["camid"], gt["camid"] = q.camid.astype(np.int64), g.camid.astype(np.int64)
     if "clothes" in needs:
-        qc, gc, _ = _codes(q.clothes, g.clothes)
-        qt["clothes"], gt["clothes"] = torch.from_numpy(qc), torch.from_numpy(gc)
+        qt["clothes"], gt["clothes"], _ = _codes(q.clothes, g.clothes)
     return qt, gt, npid
 
 
 def rank_trial(qf, gf, q: Meta, g: Meta, protocol: Protocol, *, distance: str = "cosine",
-               distances=None, max_rank: int = 50, block_rows: int | None = None, progress: bool = False) -> dict:
+               distances=None, max_rank: int = 50, block_rows: int | None = None, progress: bool = False,
+               inplace: tuple[bool, bool] = (False, False)) -> dict:
     """Per-query results and summary for one query/gallery selection.
 
     `distances`, if given, is a callable (start, stop) -> (B, G) float32 tensor that replaces the
@@ -238,10 +235,13 @@ def rank_trial(qf, gf, q: Meta, g: Meta, protocol: Protocol, *, distance: str = 
 
     from reidtools.metrics import distance as dist_mod
 
-    qt, gt, npid = _tensors(q, g, protocol.needs)
-    rows = block_rows or dist_mod.block_rows(len(g))
+    qt, gt, npid = _arrays(q, g, protocol.needs)
+    # distances in big query blocks (a thin block re-reads the whole gallery per few rows: memory
+    # bound), ranked in smaller sub-blocks (their boolean masks cost ~20 bytes per pair)
+    rows = block_rows or dist_mod.block_rows(len(g), budget_bytes=192 << 20, per_item=4)
+    sub_rows = block_rows or dist_mod.block_rows(len(g), budget_bytes=96 << 20, per_item=20)
     if distances is None:
-        qx, gx = dist_mod.prepare(qf, distance), dist_mod.prepare(gf, distance)
+        qx, gx = dist_mod.prepare(qf, distance, inplace[0]), dist_mod.prepare(gf, distance, inplace[1])
         g_sq = (gx * gx).sum(1) if distance == "euclidean" else None
         distances = lambda a, b: dist_mod.block_distance(qx[a:b], gx, distance, g_sq)  # noqa: E731
     parts = []
@@ -250,15 +250,19 @@ def rank_trial(qf, gf, q: Meta, g: Meta, protocol: Protocol, *, distance: str = 
         from tqdm import tqdm
 
         bar = tqdm(total=len(q), desc=f"eval {protocol.name}", unit="query", leave=False)
+    codes = gt["pid"] if protocol.dedup else None
     with torch.inference_mode():
         for start in range(0, len(q), rows):
             stop = min(start + rows, len(q))
-            qb = {k: v[start:stop] for k, v in qt.items()}
-            good, removed = protocol.rule(qb, gt)
             d = distances(start, stop)
-            parts.append(ranking.rank_block(d, good, removed, gt["pid"] if protocol.dedup else None, npid))
-            if bar is not None:
-                bar.update(stop - start)
+            d = d.numpy() if hasattr(d, "numpy") else d
+            for a in range(start, stop, sub_rows):
+                b = min(a + sub_rows, stop)
+                good, removed = protocol.rule({k: v[a:b] for k, v in qt.items()}, gt)
+                parts.append(ranking.rank_block(d[a - start:b - start], good, removed, codes, npid))
+                if bar is not None:
+                    bar.update(b - a)
+            del d
     if bar is not None:
         bar.close()
     per_query = ranking.concat(parts)
@@ -278,12 +282,13 @@ def rank_distmat(dist: np.ndarray, q: Meta, g: Meta, protocol: str, max_rank: in
 def evaluate(qf: np.ndarray | None, gf: np.ndarray | None, q: Meta, g: Meta, protocol: str, *,
              distance: str = "cosine", seed: int = 0, num_trials: int = 10, prcc_query: str = "cc",
              prcc_gallery: str = "multi-shot", rerank: dict | None = None, max_rank: int = 50,
-             progress: bool = False, distmat: np.ndarray | None = None) -> dict:
+             progress: bool = False, distmat: np.ndarray | None = None, copy: bool = True) -> dict:
     """Metrics of one protocol as the `--json` object (fractions; `trials` for multi-trial protocols).
 
     Distances come from the features qf/gf, or from `distmat` (Q, G) when given (then qf/gf may be
     None). rerank: None, or {"k1", "k2", "lambda", "max_bytes"} for k-reciprocal re-ranking of each
-    trial (features only). Raises ValueError for input the protocol cannot evaluate.
+    trial (features only). copy=False lets cosine normalisation overwrite qf/gf (saves a copy of
+    the features). Raises ValueError for input the protocol cannot evaluate.
     """
     import torch
 
@@ -302,7 +307,9 @@ def evaluate(qf: np.ndarray | None, gf: np.ndarray | None, q: Meta, g: Meta, pro
             sub = torch.from_numpy(np.ascontiguousarray(distmat[np.ix_(qi, gi)], dtype=np.float32))
             dist_fn = lambda a, b, sub=sub: sub[a:b]  # noqa: E731
         else:
-            qft, gft = qf[qi], gf[gi]
+            # a selection that keeps every row needs no (memory-doubling) fancy-index copy
+            qft = qf if np.array_equal(qi, np.arange(len(q))) else qf[qi]
+            gft = gf if np.array_equal(gi, np.arange(len(g))) else gf[gi]
         if rerank is not None:
             if distmat is not None:
                 raise ValueError("re-ranking needs features, not a distance matrix")
@@ -311,7 +318,9 @@ def evaluate(qf: np.ndarray | None, gf: np.ndarray | None, q: Meta, g: Meta, pro
             dist_fn = rerank_blocks(qft, gft, distance=distance, **rerank)
         try:
             res = rank_trial(qft, gft, qs, gs, proto, distance=distance, distances=dist_fn, max_rank=max_rank,
-                             progress=progress)
+                             progress=progress,
+                             inplace=(qft is not qf or (not copy and len(trials) == 1),
+                                      gft is not gf or (not copy and len(trials) == 1)))
         except ValueError as exc:
             if "no query has a match" in str(exc):
                 raise ValueError(f"protocol {protocol}: no query has a match in the gallery "

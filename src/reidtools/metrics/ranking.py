@@ -5,10 +5,9 @@ the ranking, as if absent) or a *negative* (everything else). The ranking is the
 distance, ties broken by gallery order (what a stable sort gives: `np.argsort(kind="stable")`).
 
 Only the ranks of the good items matter for AP and mINP, and only the rank of the first good item
-for CMC. So instead of sorting the G gallery items of each query (G log G) we sort its few good
-items and place every negative among them with one binary search (G log P): the rank of the k-th
-good item (0-based) is k + 1 + the number of negatives that come before it. Ties are made exact by
-comparing int64 keys (order-preserving float32 bits << 32 | gallery index), which are all distinct.
+for CMC. So instead of sorting the G gallery items of each query we rank only the kept items that
+are no farther than the query's farthest good item (with a useful model, a few hundred of
+thousands); every other item comes after all good items and changes no metric.
 
 Definitions (torchreid `eval_market1501`, the AGW/CAJ/DEEN SYSU/LLCM code, Simple-CCReID):
 - CMC@r = 1 if the first good item has rank <= r (the cumulative match clipped to 1);
@@ -25,71 +24,64 @@ from __future__ import annotations
 
 import numpy as np
 
-_INT64_MAX = (1 << 63) - 1
-
-
-def order_keys(dist):
-    """int64 keys whose order is (distance, gallery index), for a float32 (B, G) tensor."""
-    import torch
-
-    d = dist.contiguous().to(torch.float32) + 0.0  # -0.0 -> +0.0, so equal distances get equal bits
-    bits = d.view(torch.int32)
-    # IEEE floats order like sign-magnitude integers; flip the magnitude of negatives
-    bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
-    idx = torch.arange(d.shape[1], dtype=torch.int64)
-    return (bits.to(torch.int64) << 32) | idx
+def _ordered_bits(values: np.ndarray) -> np.ndarray:
+    """int64 in [0, 2^32) with the order of the float32 values (IEEE sign-magnitude made monotone)."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.int32)
+    bits = np.where(bits < 0, bits ^ np.int32(0x7FFFFFFF), bits)
+    return bits.astype(np.int64) + (1 << 31)
 
 
 def rank_block(dist, good, removed, gallery_codes=None, num_codes: int = 0) -> dict:
     """Per-query results for one block of queries.
 
-    dist: float32 (B, G); good, removed: bool (B, G), disjoint. gallery_codes: int64 (G,) identity
-    codes 0..num_codes-1, given when the identity-deduplicated rank is wanted.
+    dist: float32 (B, G) (numpy or torch); good, removed: bool (B, G), disjoint. gallery_codes:
+    int64 (G,) identity codes 0..num_codes-1, given when the identity-deduplicated rank is wanted.
     Returns numpy arrays of length B: `num_pos`, `ap`, `inp` (float64), `first_rank` (1-based rank
     of the first good item, 0 when none), and `dedup_rank` when gallery_codes is given.
-    """
-    import torch
 
-    if dist.dtype != torch.float32:
-        dist = dist.to(torch.float32)
-    if torch.isnan(dist).any():
+    Only the *candidates* are ranked: kept items no farther than the query's farthest good item
+    (every item that can precede a good item). They are sorted once, for the whole block, by the
+    int64 key (row << 32 | order-preserving distance bits) with a stable sort, so equal distances
+    keep gallery order; an item's rank is then its position within its row.
+    """
+    d = np.asarray(dist.numpy() if hasattr(dist, "numpy") else dist, dtype=np.float32) + np.float32(0.0)
+    good, removed = np.asarray(good, dtype=bool), np.asarray(removed, dtype=bool)
+    if np.isnan(d).any():
         raise ValueError("distances contain NaN (features with NaN or infinite values?)")
-    B = dist.shape[0]
-    keys = order_keys(dist)
-    num_pos = good.sum(1)
-    pmax = int(num_pos.max()) if B else 0
-    out = {"num_pos": num_pos.numpy().astype(np.int64)}
-    if pmax == 0:
-        zeros = np.zeros(B)
-        out.update(ap=zeros, inp=zeros.copy(), first_rank=np.zeros(B, np.int64))
-        if gallery_codes is not None:
-            out["dedup_rank"] = np.zeros(B, np.int64)
-        return out
-    good_keys = torch.where(good, keys, torch.full_like(keys, _INT64_MAX))
-    good_keys = torch.topk(good_keys, pmax, dim=1, largest=False, sorted=True).values  # (B, P)
-    negative = ~(good | removed)
-    # pos[j] = number of good items before item j; a negative with pos p precedes goods p, p+1, ...
-    pos = torch.searchsorted(good_keys, keys)
-    hist = torch.zeros(B, pmax + 1, dtype=torch.int64).scatter_add_(1, pos, negative.to(torch.int64))
-    negs_before = hist.cumsum(1)[:, :pmax]                          # (B, P): negatives before good k
-    k = torch.arange(1, pmax + 1, dtype=torch.int64)
-    ranks = (negs_before + k).to(torch.float64)                     # 1-based ranks of the good items
-    is_pos = k.unsqueeze(0) <= num_pos.unsqueeze(1)
-    npos = num_pos.to(torch.float64)
-    safe = npos.clamp(min=1)
-    ap = torch.where(is_pos, k.to(torch.float64) / ranks, torch.zeros_like(ranks)).sum(1) / safe
-    last = (num_pos - 1).clamp(min=0).unsqueeze(1)
-    inp = npos / ranks.gather(1, last).squeeze(1)
+    B = d.shape[0]
+    num_pos = good.sum(1).astype(np.int64)
     valid = num_pos > 0
-    first = torch.where(valid, ranks[:, 0].to(torch.int64), torch.zeros(B, dtype=torch.int64))
-    out.update(ap=torch.where(valid, ap, 0.0).numpy(), inp=torch.where(valid, inp, 0.0).numpy(),
-               first_rank=first.numpy())
+    out = {"num_pos": num_pos, "ap": np.zeros(B), "inp": np.zeros(B), "first_rank": np.zeros(B, np.int64)}
     if gallery_codes is not None:
-        before = (keys < good_keys[:, :1]) & ~removed          # kept items ranked before the first good
-        seen = torch.zeros(B, max(1, num_codes), dtype=torch.int64)
-        seen.scatter_add_(1, gallery_codes.unsqueeze(0).expand(B, -1), before.to(torch.int64))
-        distinct = (seen > 0).sum(1)
-        out["dedup_rank"] = torch.where(valid, distinct + 1, torch.zeros_like(distinct)).numpy()
+        out["dedup_rank"] = np.zeros(B, np.int64)
+    if not valid.any():
+        return out
+    farthest = np.where(good, d, np.float32(-np.inf)).max(1)
+    cand = (d <= farthest[:, None]) & ~removed
+    rows, cols = np.nonzero(cand)
+    order = np.argsort((rows.astype(np.int64) << 32) | _ordered_bits(d[rows, cols]), kind="stable")
+    rows, cols = rows[order], cols[order]
+    is_good = good[rows, cols]
+    row_start = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=B))[:-1]])
+    rank = np.arange(len(rows), dtype=np.int64) - row_start[rows] + 1      # 1-based rank within its row
+    g_idx = np.flatnonzero(is_good)
+    g_rows, g_rank = rows[g_idx], rank[g_idx]
+    good_start = np.concatenate([[0], np.cumsum(num_pos)[:-1]])
+    k = np.arange(len(g_idx), dtype=np.int64) - good_start[g_rows] + 1     # 1-based index among goods
+    ap = np.bincount(g_rows, weights=k / g_rank, minlength=B) / np.maximum(num_pos, 1)
+    first = np.zeros(B, np.int64)
+    last = np.ones(B, np.int64)
+    first[valid] = g_rank[good_start[valid]]
+    last[valid] = g_rank[good_start[valid] + num_pos[valid] - 1]
+    out["ap"] = np.where(valid, ap, 0.0)
+    out["inp"] = np.where(valid, num_pos / last, 0.0)
+    out["first_rank"] = first
+    if gallery_codes is not None:
+        codes = np.asarray(gallery_codes.numpy() if hasattr(gallery_codes, "numpy") else gallery_codes, np.int64)
+        before = rank < first[rows]                    # kept items ranked before the first good item
+        pairs = np.unique(rows[before].astype(np.int64) * max(1, num_codes) + codes[cols[before]])
+        distinct = np.bincount(pairs // max(1, num_codes), minlength=B)
+        out["dedup_rank"] = np.where(valid, distinct + 1, 0)
     return out
 
 
