@@ -1,0 +1,1 @@
+"""Generation: captions and prompt policies, diffusion inpainting, discriminator guidance."""

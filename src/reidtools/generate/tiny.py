@@ -1,0 +1,72 @@
+"""Random-weight models built from configs, for tests, the demo and benchmarks.
+
+They are saved with `save_pretrained` and loaded back through the same `--model FOLDER` path as real
+weights. Nothing is downloaded: the CLIP tokenizer is built from a character-level vocabulary written
+next to the model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import string
+import tempfile
+
+SD15_UNET = dict(block_out_channels=(320, 640, 1280, 1280), layers_per_block=2, cross_attention_dim=768,
+                 attention_head_dim=8,
+                 down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"))
+TINY_UNET = dict(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=32, attention_head_dim=4,
+                 norm_num_groups=8,
+                 down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+
+
+def write_clip_tokenizer(folder: str, max_length: int = 77):
+    """A character-level CLIPTokenizer (vocab.json + merges.txt) that needs no download."""
+    from transformers import CLIPTokenizer
+
+    os.makedirs(folder, exist_ok=True)
+    chars = string.ascii_lowercase + string.digits + string.punctuation
+    tokens = ["<|startoftext|>", "<|endoftext|>"] + list(chars) + [c + "</w>" for c in chars]
+    with open(os.path.join(folder, "vocab.json"), "w", encoding="utf-8") as fh:
+        json.dump({t: i for i, t in enumerate(tokens)}, fh)
+    with open(os.path.join(folder, "merges.txt"), "w", encoding="utf-8") as fh:
+        fh.write("#version: 0.2\n")
+    tok = CLIPTokenizer(os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt"),
+                        model_max_length=max_length, pad_token="<|endoftext|>")
+    tok.save_pretrained(folder)
+    return tok
+
+
+def build_inpaint_pipeline(folder: str, *, unet: dict | None = None, text_dim: int | None = None,
+                           seed: int = 0, vae_channels: tuple[int, ...] = (16, 32)):
+    """Save a random-weight StableDiffusionInpaintPipeline (9-channel U-Net) to `folder`; return it.
+
+    `unet` overrides the U-Net config (default TINY_UNET; SD15_UNET gives SD-1.5 sizes). The VAE
+    downsamples by 2**(len(vae_channels)-1); with the default (16, 32) that is 2, not SD's 8.
+    """
+    import torch
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    ucfg = dict(TINY_UNET if unet is None else unet)
+    text_dim = text_dim or ucfg["cross_attention_dim"]
+    unet_model = UNet2DConditionModel(sample_size=32, in_channels=9, out_channels=4, **ucfg)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4,
+                        block_out_channels=vae_channels, layers_per_block=1, norm_num_groups=8,
+                        down_block_types=("DownEncoderBlock2D",) * len(vae_channels),
+                        up_block_types=("UpDecoderBlock2D",) * len(vae_channels))
+    with tempfile.TemporaryDirectory() as tok_dir:
+        tokenizer = write_clip_tokenizer(tok_dir)
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=text_dim, intermediate_size=2 * text_dim,
+                                        num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=77,
+                                        bos_token_id=0, eos_token_id=1, pad_token_id=1))
+    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              num_train_timesteps=1000, skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False)
+    pipe = StableDiffusionInpaintPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet_model,
+                                          scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                          requires_safety_checker=False)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return pipe

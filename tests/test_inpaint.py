@@ -1,0 +1,302 @@
+"""`reid inpaint`: pairing, per-sample seeds, exact compositing, resume, offline models, and
+discriminator guidance (eqs. 6-8) on tiny random-weight models loaded through the real code path."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from reidtools.commands import cli
+from reidtools.commands._options import run_cli
+from reidtools.shards import ShardWriter, iter_samples, meta
+
+SIZE = "32x16"    # tiny: latents 16x8 with the tiny VAE (factor 2)
+
+
+@pytest.fixture(scope="module")
+def tiny_sd(tmp_path_factory):
+    from reidtools.generate.tiny import build_inpaint_pipeline
+
+    folder = str(tmp_path_factory.mktemp("tiny-sd"))
+    build_inpaint_pipeline(folder)
+    return folder
+
+
+def _write_shards(folder, n=4, per_shard=2, h=32, w=16):
+    r = np.random.RandomState(0)
+    with ShardWriter(str(folder), prefix="train", maxcount=per_shard) as wr:
+        for i in range(n):
+            img = Image.fromarray(r.randint(0, 255, (h, w, 3), dtype=np.uint8))
+            m = np.zeros((h, w), np.uint8)
+            m[4 + i: h - 6, 2:w - 2] = 255
+            m[h - 6, 2:w - 2] = 128                       # a soft edge row: composited proportionally
+            wr.write({"__key__": f"s{i}", "jpg": img, "mask.png": Image.fromarray(m, "L"),
+                      "json": {"dataset": "t", "split": "train", "pid": i // 2, "camid": 0,
+                               "clothes": f"{i // 2:04d}_{i % 2}", "caption": "old clothes",
+                               "clothes_prompt": f"outfit {i % 3}"}})
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def tiny_pipe(tiny_sd):
+    from reidtools.generate.inpainting import load_pipeline
+
+    return load_pipeline(tiny_sd, device="cpu", dtype=torch.float32)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return _write_shards(tmp_path_factory.mktemp("in"))
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bank") / "bank.json"
+    path.write_text(json.dumps({f"{p:04d}_{o}": [f"Colour{p}{o} Shirt.", "jeans", "a"] for p in range(3) for o in range(2)}))
+    return str(path)
+
+
+def _reid(*args):
+    return run_cli(cli, ["inpaint", "-q", *map(str, args)])
+
+
+def _load(folder):
+    from reidtools.shards import expand_inputs, image
+
+    out = {}
+    for s in iter_samples(expand_inputs([str(folder)])):
+        out[s["__key__"]] = (np.asarray(image(s)), meta(s))
+    return out
+
+
+def _sources(folder):
+    from reidtools.shards import expand_inputs, image, mask
+
+    return {s["__key__"]: (np.asarray(image(s)), np.asarray(mask(s))) for s in iter_samples(expand_inputs([folder]))}
+
+
+@pytest.fixture(scope="module")
+def bank_run(tmp_path_factory, tiny_sd, shards, bank):
+    out = tmp_path_factory.mktemp("out")
+    rc = _reid(shards, "-o", out, "--model", tiny_sd, "--prompts", f"bank:{bank}", "-k", 2, "--steps", 2,
+               "--size", SIZE, "--batch-size", 3, "--dtype", "fp32", "--keep-source")
+    assert rc == 0
+    return out
+
+
+def test_variants_keys_history_and_exact_pixels_outside_mask(bank_run, shards, tiny_sd):
+    got, src = _load(bank_run), _sources(shards)
+    assert set(got) == set(src) | {f"s{i}-inpaint{k:02d}" for i in range(4) for k in range(2)}
+    for key, (pixels, m) in got.items():
+        if "-inpaint" not in key:
+            continue
+        source = key.split("-")[0]
+        orig, mask = src[source]
+        assert m["source"] == source
+        entry = m["history"][-1]
+        assert entry["tool"] == "inpaint" and entry["model"] == tiny_sd
+        assert entry["parameters"]["steps"] == 2 and entry["parameters"]["guidance"] == 7.5
+        assert entry["parameters"]["scheduler"] == "PNDMScheduler" and entry["parameters"]["size"] == [32, 16]
+        own = m["clothes"].split("+")[0]
+        assert own == got[source][1]["clothes"]                      # source's clothes id ...
+        assert entry["parameters"]["target_clothes"] != own          # ... never its own target
+        assert m["clothes"] == f"{own}+{entry['parameters']['target_clothes']}"
+        # DLCR normalisation: lower-case, no punctuation, items of <= 2 chars dropped
+        assert entry["prompt"] == m["clothes_prompt"] and entry["prompt"].endswith("shirt jeans")
+        assert "caption" not in m
+        assert np.array_equal(pixels[mask == 0], orig[mask == 0])   # identity pixels bit-exact
+        assert not np.array_equal(pixels[mask == 255], orig[mask == 255])
+    # two variants of one sample target two different clothes ids
+    t0 = got["s0-inpaint00"][1]["history"][-1]["parameters"]["target_clothes"]
+    t1 = got["s0-inpaint01"][1]["history"][-1]["parameters"]["target_clothes"]
+    assert t0 != t1
+
+
+def test_soft_mask_edge_is_a_weighted_blend():
+    from reidtools.generate.inpainting import composite
+
+    orig = Image.fromarray(np.full((2, 2, 3), 100, np.uint8))
+    gen = Image.fromarray(np.full((2, 2, 3), 200, np.uint8))
+    m = Image.fromarray(np.array([[0, 255], [128, 51]], np.uint8), "L")
+    out = np.asarray(composite(orig, gen, m))[..., 0]
+    # (m*200 + (255-m)*100 + 127) // 255: m=128 -> 150 (150.19), m=51 -> 120
+    assert out.tolist() == [[100, 200], [150, 120]]
+
+
+def test_same_output_whatever_batch_size_or_shard_split(bank_run, tmp_path, tiny_sd, shards, bank):
+    base = _load(bank_run)     # one task, batch size 3 (batches straddle samples and shards' ends)
+    # task 1 of 2, batch size 1: only the second shard (s2, s3)
+    assert _reid(shards, "-o", tmp_path / "split", "--model", tiny_sd, "--prompts", f"bank:{bank}", "-k", 2,
+                 "--steps", 2, "--size", SIZE, "--batch-size", 1, "--dtype", "fp32",
+                 "--shard-index", 1, "--num-shards", 2) == 0
+    other = _load(tmp_path / "split")
+    assert set(other) == {f"s{i}-inpaint{k:02d}" for i in (2, 3) for k in range(2)}
+    for key, (pixels, m) in other.items():
+        assert m["history"][-1]["seed"] == base[key][1]["history"][-1]["seed"]
+        assert m["clothes"] == base[key][1]["clothes"]
+        # float reductions differ with the batch shape; after uint8 rounding at most one level
+        diff = np.abs(pixels.astype(int) - base[key][0].astype(int))
+        assert diff.max() <= 1, key
+
+
+def test_each_output_is_conditioned_on_its_own_prompt_and_image(tiny_pipe):
+    """Forward hooks on the tiny U-Net: row i of every call carries prompt i's text embedding and
+    image i's mask, also with classifier-free guidance ([uncond; cond] halves)."""
+    from reidtools.generate.inpainting import InpaintSettings, Inpainter, Job
+
+    pipe = tiny_pipe
+    prompts = ["red shirt", "blue coat", "green dress"]
+    masks = []
+    for i in range(3):
+        m = np.zeros((32, 16), np.uint8)
+        m[:8 * (i + 1)] = 255          # distinct mask area per image: 1/4, 2/4, 3/4 of the rows
+        masks.append(Image.fromarray(m, "L"))
+    img = Image.fromarray(np.zeros((32, 16, 3), np.uint8))
+    jobs = [Job(img, masks[i], prompts[i], seed=i) for i in range(3)]
+    seen = []
+    handle = pipe.unet.register_forward_hook(
+        lambda mod, args, kwargs, out: seen.append((args[0].detach().clone(), kwargs["encoder_hidden_states"].clone())),
+        with_kwargs=True)
+    try:
+        Inpainter(pipe, InpaintSettings(size=(32, 16), steps=2)).run(jobs)
+    finally:
+        handle.remove()
+    with torch.no_grad():
+        ids = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt").input_ids
+        own = pipe.text_encoder(ids)[0]
+    assert seen
+    for sample, hidden in seen:
+        assert sample.shape[0] == 6 and hidden.shape[0] == 6
+        cond = hidden[3:]
+        for i in range(3):
+            assert torch.allclose(cond[i], own[i], atol=1e-5)
+            for j in range(3):
+                if j != i:
+                    assert not torch.allclose(cond[i], own[j], atol=1e-3)
+            # channel 4 is the downsampled mask: rows 0..4(i+1) of 16 latent rows are 1
+            mask_rows = sample[3 + i, 4].mean(dim=1)
+            assert mask_rows.sum().item() == pytest.approx(4 * (i + 1))
+            assert torch.equal(sample[i, 4], sample[3 + i, 4])
+
+
+def test_resume_skips_finished_shards(bank_run, tiny_sd, shards, bank, caplog):
+    before = {p: os.path.getmtime(os.path.join(bank_run, p)) for p in os.listdir(bank_run)}
+    assert _reid(shards, "-o", bank_run, "--model", tiny_sd, "--prompts", f"bank:{bank}", "-k", 2, "--steps", 2,
+                 "--size", SIZE, "--dtype", "fp32", "--keep-source") == 0
+    assert {p: os.path.getmtime(os.path.join(bank_run, p)) for p in os.listdir(bank_run)} == before
+
+
+def test_fixed_and_field_policies(tmp_path, tiny_sd, shards):
+    assert _reid(shards, "-o", tmp_path / "f", "--model", tiny_sd, "--prompts", "field:clothes_prompt", "-k", 1,
+                 "--steps", 1, "--size", SIZE, "--dtype", "fp32", "--batch-size", 4) == 0
+    got = _load(tmp_path / "f")
+    assert got["s3-inpaint00"][1]["history"][-1]["prompt"] == "outfit 0"
+    from reidtools.generate.prompts import PromptPolicy
+
+    policy = PromptPolicy("fixed:generate a new cloth for the person")
+    ts = policy.targets({"__key__": "a"}, {"clothes": "c1"}, 3)
+    assert {t.prompt for t in ts} == {"generate a new cloth for the person"}
+    assert len({t.clothes for t in ts}) == 3 and all(t.clothes.startswith("c1+") for t in ts)
+
+
+def test_usage_and_runtime_errors(tmp_path, tiny_sd, shards, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert _reid(shards, "-o", tmp_path / "x", "--prompts", "fixed:a", "--model", "nobody/not-cached-model") == 1
+    err = capsys.readouterr().err
+    assert ("model nobody/not-cached-model is not in the local cache; download it with "
+            "`huggingface-cli download nobody/not-cached-model` on a connected machine or pass a folder") in err
+    assert _reid(shards, "-o", tmp_path / "x", "--prompts", "fixed:a", "--size", "30x16", "--model", tiny_sd) == 2
+    assert "multiples of 8" in capsys.readouterr().err
+    assert _reid(shards, "-o", tmp_path / "x", "--model", tiny_sd) == 2
+    assert _reid(shards, "-o", tmp_path / "x", "--prompts", "nonsense", "--model", tiny_sd) == 2
+    # a sample without a mask: one line naming shard and key
+    nomask = tmp_path / "nomask"
+    with ShardWriter(str(nomask), prefix="train") as wr:
+        wr.write({"__key__": "k0", "jpg": Image.new("RGB", (16, 32)), "json": {"clothes": "c"}})
+    assert _reid(nomask, "-o", tmp_path / "y", "--prompts", "fixed:a", "--model", tiny_sd, "--size", SIZE,
+                 "--steps", 1) == 1
+    err = capsys.readouterr().err
+    assert "k0" in err and "mask.png" in err and "train-000000.tar" in err
+    assert not os.path.exists(tmp_path / "y" / "train-000000.tar")
+
+
+# ----------------------------------------------------------------------------- discriminator guidance
+class _Toy(torch.nn.Module):
+    """logit = c * sum(tanh(x)) + 0.001 t: d/dx log(d/(1-d)) = c * (1 - tanh(x)^2) while d is unclipped."""
+
+    def __init__(self, c=0.5):
+        super().__init__()
+        self.c = c
+        self.config = type("C", (), {"in_channels": 4})()
+
+    def forward(self, x, t):
+        return self.c * torch.tanh(x).flatten(1).sum(1) + 0.001 * t
+
+
+def test_guidance_term_matches_hand_computation():
+    from reidtools.generate.discriminator import guidance_eps
+
+    # DDPM with betas (0.1, 0.2, 0.3): alphabar_2 = 0.9 * 0.8 * 0.7 = 0.504, sigma = sqrt(0.496) = 0.704273
+    betas = torch.tensor([0.1, 0.2, 0.3])
+    alphabar = torch.cumprod(1 - betas, 0)[2]
+    assert alphabar.item() == pytest.approx(0.504)
+    x = torch.tensor([[[[0.0, 0.5], [-1.0, 2.0]]]]).repeat(1, 4, 1, 1)
+    eps = guidance_eps(_Toy(0.5), x, 2, alphabar, weight=2.0)
+    # x=0: -2 * 0.704273 * 0.5 * 1 = -0.704273; x=0.5: 1 - tanh(0.5)^2 = 0.786448 -> -0.553873
+    assert eps[0, 0, 0, 0].item() == pytest.approx(-0.704273, abs=1e-5)
+    assert eps[0, 0, 0, 1].item() == pytest.approx(-0.553873, abs=1e-5)
+    expected = -2.0 * math.sqrt(0.496) * 0.5 * (1 - torch.tanh(x) ** 2)
+    assert torch.allclose(eps, expected, atol=1e-6)
+    # a saturated discriminator (d clipped to 1 - 1e-5) contributes nothing
+    assert torch.count_nonzero(guidance_eps(_Toy(100.0), torch.ones(1, 4, 2, 2), 2, alphabar, 1.0)) == 0
+
+
+def test_guidance_enters_the_sampler_and_w0_is_exact(tiny_pipe):
+    from reidtools.generate.discriminator import DiscriminatorConfig, GuidanceHook, LatentDiscriminator
+    from reidtools.generate.inpainting import InpaintSettings, Inpainter, Job
+
+    pipe = tiny_pipe
+    torch.manual_seed(0)
+    disc = LatentDiscriminator(DiscriminatorConfig(width=8, depth=2, time_dim=16)).eval()
+    m = np.zeros((32, 16), np.uint8)
+    m[4:28] = 255
+    img = Image.fromarray(np.random.RandomState(1).randint(0, 255, (32, 16, 3), dtype=np.uint8))
+    jobs = [Job(img, Image.fromarray(m, "L"), "red shirt", seed=7)]
+    settings = InpaintSettings(size=(32, 16), steps=3)
+
+    def run(weight=None, t_min=200.0):
+        hook = None if weight is None else GuidanceHook(disc, pipe.scheduler.alphas_cumprod, weight, t_min)
+        out = np.asarray(Inpainter(pipe, settings, guidance_hook=hook).run(jobs)[0])
+        return out, hook
+
+    plain, _ = run()
+    zero, hook0 = run(0.0)
+    assert hook0.applied_steps > 0 and np.array_equal(plain, zero)
+    guided, hook = run(50.0)
+    assert hook.applied_steps == hook0.applied_steps
+    assert not np.array_equal(plain, guided)
+    _, late = run(50.0, t_min=2000.0)      # cut-off above every timestep: never applied
+    assert late.applied_steps == 0
+
+
+def test_train_discriminator_cli_then_guided_inpaint(tmp_path, tiny_sd, shards, bank_run):
+    disc = tmp_path / "disc"
+    assert _reid(shards, "--train-discriminator", "--fake", bank_run, "-o", disc, "--model", tiny_sd, "--size", SIZE,
+                 "--disc-steps", 3, "--disc-batch-size", 4, "--disc-width", 8, "--dtype", "fp32") == 0
+    assert {"config.json", "model.safetensors", "train_log.jsonl"} <= set(os.listdir(disc))
+    cfg = json.loads((disc / "config.json").read_text())
+    assert cfg["size"] == [32, 16] and cfg["num_train_timesteps"] == 1000
+    out = tmp_path / "guided"
+    assert _reid(shards, "-o", out, "--model", tiny_sd, "--prompts", "fixed:a shirt", "-k", 1, "--steps", 2,
+                 "--size", SIZE, "--dtype", "fp32", "--discriminator", disc, "--dg-weight", 2) == 0
+    entry = next(iter(_load(out).values()))[1]["history"][-1]
+    assert entry["parameters"]["dg_weight"] == 2 and entry["parameters"]["dg_min_t"] == 200
+    assert _reid(shards, "--train-discriminator", "-o", disc, "--model", tiny_sd) == 2   # no --fake
