@@ -92,16 +92,10 @@ def bad_name(path: str, rule: str) -> ReidError:
 
 
 def read_list(path: str, what: str) -> list[list[str]]:
-    """Whitespace-separated lines of a split list file (blank lines skipped), with the line number
-    in any error."""
+    """Whitespace-separated fields of each non-blank line of a split list file, in file order."""
     need_file(path, what)
-    rows = []
     with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            fields = line.split()
-            if fields:
-                rows.append(fields)
-    return rows
+        return [fields for fields in (line.split() for line in fh) if fields]
 
 
 def to_int(text: str, where: str) -> int:
