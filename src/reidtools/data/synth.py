@@ -351,10 +351,10 @@ def render(seed: int, item: Item, size=(128, 64)) -> dict:
     # hair: identity-constant shape (per view)
     style = ident.hair_style
     if view != "back":
-        cap = {"short": 0.35, "long": 0.35, "ponytail": 0.4, "buzz": 0.15}[style]
-        d.chord(head_box, 180, 360, fill=HAIR) if cap >= 0.35 else None
-        if cap < 0.35:
+        if style == "buzz":  # a thin cap: the top half of a flattened head ellipse
             d.chord([head_box[0], head_box[1], head_box[2], hcy + head_r * 0.2], 180, 360, fill=HAIR)
+        else:
+            d.chord(head_box, 180, 360, fill=HAIR)
         if style == "long":
             for sx in ((hcx - head_rx, hcx - head_rx * 0.55), (hcx + head_rx * 0.55, hcx + head_rx)):
                 if side and (sx[0] - hcx) * facing > 0:
