@@ -82,8 +82,8 @@ def test_prcc_hand_computed():
     assert (cc["num_query"], cc["num_gallery"]) == (1, 3)
     sc = evaluate(None, None, q, g, "prcc", distmat=d, prcc_query="sc")
     assert sc["mAP"] == pytest.approx(5 / 6) and sc["rank1"] == 1
-    # single-shot: one of g0/g3 for pid 1 each trial -> AP 1/2 (g0: ranking g1- g0+) or 1/2... with g3:
-    # ranking g1- g3+ -> also 1/2 for cc; use sc: g0 -> AP 1, g3 -> ranking g1- g3+ -> 1/2
+    # single-shot sc: each trial draws one of g0/g3 for pid 1 (and g1 for pid 2):
+    #   g0 drawn -> ranking g0+ g1- -> AP 1;  g3 drawn -> ranking g1- g3+ -> AP 1/2
     ss = evaluate(None, None, q, g, "prcc", distmat=d, prcc_query="sc", prcc_gallery="single-shot",
                   num_trials=10, seed=3)
     assert len(ss["trials"]) == 10 and all(t["num_gallery"] == 2 for t in ss["trials"])
