@@ -173,3 +173,12 @@ def test_show_variants_without_their_source_are_shown_as_originals(tmp_path, syn
             w.write(s)
     groups = select([str(tmp_path / "v" / "v-000000.tar")], n=4)
     assert len(groups) == 4 and all("source" in meta(g.head) for g in groups)
+
+
+def test_show_keeps_the_variants_of_every_picked_original(tmp_path, synth_dir):
+    # originals are followed by their variants in the shard; the last picked one must keep its own
+    shard = _with_variants(tmp_path, synth_dir, n_orig=6, k=3)
+    for seed in range(6):
+        for n in (1, 2, 3):
+            groups = select([shard], n=n, seed=seed)
+            assert [len(g.variants) for g in groups] == [3] * n, (seed, n)

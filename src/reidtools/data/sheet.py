@@ -59,7 +59,7 @@ def select(shards: Iterable[str], n: int, seed: int = 0, ids: set | None = None,
             _keep_smallest(heads, n, rank(key), key, sample)
             continue
         _keep_smallest(orphans, n, rank(key), key, sample)
-        if variants > 0 and (len(heads) < n or rank(src) < -heads[0][0]):
+        if variants > 0 and (len(heads) < n or rank(src) <= -heads[0][0]):
             kept = by_source.setdefault(src, [])
             if len(kept) < variants:
                 kept.append(sample)
@@ -141,5 +141,7 @@ def render_sheet(groups: list[Group], per_row: int = 8, tile=(128, 64), overlay:
             if is_variant:  # a coloured bar marks generated samples
                 draw.rectangle([x, y + th, x + tw - 1, y + th + 1], fill=(230, 120, 0))
             for i, text in enumerate(_label(sample, overlay)):
+                while len(text) > 1 and draw.textlength(text, font=font) > tw - 2:
+                    text = text[:-1]  # a narrow tile shows the start of a long label
                 draw.text((x + 1, y + th + 2 + i * (font_px + 2)), text, fill=(0, 0, 0), font=font)
     return sheet
