@@ -48,7 +48,8 @@ class ReferenceWriter:
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
         if self.control.mode == "write":
-            self.control.bank[self.control.name_map(self.name)] = hidden_states.detach()
+            keep = hidden_states.detach() if self.control.detach else hidden_states
+            self.control.bank[self.control.name_map(self.name)] = keep
         return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
 
 
@@ -80,11 +81,15 @@ class ReferenceAttentionControl:
     """Installs ReferenceWriter on `reference_unet` and ReferenceReader on `main_unet` (see module doc).
 
     `reference_unet` may be None (features then come from `store()`), or the same object as
-    `main_unet` (self-reference: write with one input, read with another).
+    `main_unet` (self-reference: write with one input, read with another). `detach=False` keeps the
+    stored features in the autograd graph, so a loss on the main U-Net also trains the reference U-Net
+    (posegen's --train-reference).
     """
 
-    def __init__(self, main_unet, reference_unet=None, name_map: Callable[[str], str] | None = None):
+    def __init__(self, main_unet, reference_unet=None, name_map: Callable[[str], str] | None = None,
+                 detach: bool = True):
         self.main_unet, self.reference_unet = main_unet, reference_unet
+        self.detach = detach
         self.name_map = name_map or (lambda name: name)
         self.bank: dict = {}
         self.mode: str | None = None
