@@ -70,3 +70,73 @@ def build_inpaint_pipeline(folder: str, *, unet: dict | None = None, text_dim: i
                                           requires_safety_checker=False)
     pipe.save_pretrained(folder, safe_serialization=True)
     return pipe
+
+
+SIMPLE_CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'].upper() }}: "
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<image>{{ '\\n' }}{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}{{ '\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}")
+
+
+def word_tokenizer(words: list[str] | None = None):
+    """A word-level fast tokenizer (<s>, </s>, <pad>, <unk>, <image> + `words`), built in memory."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = words or ("user assistant system what clothes is the person wearing ? : . , extract clothing items "
+                      "from following text a an red blue green black white shirt jeans pants skirt shoes "
+                      "coat jacket dress striped plain top and with in of").split()
+    specials = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
+    vocab = {t: i for i, t in enumerate(specials + sorted(set(words) | {"USER", "ASSISTANT", "SYSTEM", "\n"}))}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    tok.decoder = decoders.WordPiece(prefix="##")   # joins words with spaces
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>", extra_special_tokens={"image_token": "<image>"})
+    fast.chat_template = SIMPLE_CHAT_TEMPLATE
+    return fast
+
+
+def build_chat_lm(folder: str, seed: int = 0):
+    """A random-weight Llama causal LM + word tokenizer with a chat template, saved to `folder`."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    tok = word_tokenizer()
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
+                                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                         pad_token_id=tok.pad_token_id))
+    model.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    return model, tok
+
+
+def build_llava(folder: str, seed: int = 0, image_size: int = 32, patch_size: int = 8):
+    """A random-weight LLaVA (tiny CLIP vision tower + tiny Llama) and its processor, saved to `folder`."""
+    import torch
+    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                              LlavaForConditionalGeneration, LlavaProcessor)
+
+    torch.manual_seed(seed)
+    tok = word_tokenizer()
+    image_token = tok.convert_tokens_to_ids("<image>")
+    text = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
+                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=image_size, patch_size=patch_size, projection_dim=32)
+    cfg = LlavaConfig(vision_config=vision, text_config=text, image_token_index=image_token,
+                      vision_feature_select_strategy="default", vision_feature_layer=-2,
+                      pad_token_id=tok.pad_token_id)
+    model = LlavaForConditionalGeneration(cfg)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": image_size},
+                                         crop_size={"height": image_size, "width": image_size})
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tok, patch_size=patch_size,
+                               vision_feature_select_strategy="default", chat_template=SIMPLE_CHAT_TEMPLATE,
+                               num_additional_image_tokens=1)
+    model.save_pretrained(folder, safe_serialization=True)
+    processor.save_pretrained(folder)
+    return model, processor
