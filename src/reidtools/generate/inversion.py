@@ -350,6 +350,7 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
     rows = PlaceholderRows(token_emb, first_id, token_emb.weight[first_id:])
     for m in (text_encoder, vae, unet):
         m.requires_grad_(False)
+    torch.manual_seed(derive_seed(opts.seed, "lora-init") % 2**63)   # LoRA A is drawn at random
     unet.add_adapter(LoraConfig(r=opts.rank, lora_alpha=opts.rank, init_lora_weights="gaussian",
                                 target_modules=list(opts.lora_targets)))
     for m in (text_encoder, vae, unet):
@@ -368,7 +369,9 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
         st = load_file(state_path)
         with open(os.path.join(ckpt_dir, STATE_JSON), encoding="utf-8") as fh:
             meta = json.load(fh)
-        set_peft_model_state_dict(acc.unwrap_model(unet), {k[5:]: v for k, v in st.items() if k.startswith("lora.")})
+        res = set_peft_model_state_dict(acc.unwrap_model(unet), {k[5:]: v for k, v in st.items() if k.startswith("lora.")})
+        if getattr(res, "unexpected_keys", None):
+            raise ReidError(f"{state_path}: LoRA keys do not match the model ({res.unexpected_keys[0]}, ...)")
         rows.weight.data.copy_(st["rows"].to(rows.weight.device))
         optimizer.load_state_dict(_optimizer_state_from(st, meta))
         start = int(meta["step"])

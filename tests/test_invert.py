@@ -1,0 +1,201 @@
+"""`reid invert` (DiVE): tiny random-weight SD, fit on synthetic rgb+ir shards, sample, reload."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from reidtools.commands import main
+from reidtools.errors import ReidError
+from reidtools.generate import inversion as inv
+
+FIT = ["--steps", "3", "--batch-size", "2", "--size", "64x32", "--min-images-per-id", "4", "--rank", "4",
+       "--lr", "1e-2", "--save-every", "1", "-q"]
+
+
+def run(argv):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    return exc.value.code
+
+
+@pytest.fixture(scope="module")
+def tiny_sd(tmp_path_factory):
+    from reidtools.generate.tiny_sd import build_txt2img_pipeline
+
+    folder = tmp_path_factory.mktemp("tiny_sd")
+    build_txt2img_pipeline(str(folder))
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tiny_sd, synth_ir_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ckpt") / "c"
+    assert run(["invert", "fit", str(synth_ir_dir / "train-000000.tar"), "-o", str(out), "--base", tiny_sd, *FIT]) == 0
+    return out
+
+
+def test_fit_writes_a_complete_checkpoint(ckpt, synth_ir_dir):
+    from safetensors.torch import load_file
+
+    from reidtools.shards import iter_samples
+
+    man = json.loads((ckpt / "manifest.json").read_text())
+    train_pids = sorted({s["json"]["pid"] for s in iter_samples([str(synth_ir_dir / "train-000000.tar")])})
+    assert man["ids"] == {str(p): f"<id_{p}>" for p in train_pids}
+    assert man["step"] == 3
+    cams = man["cameras"]
+    assert {(v["modality"], v["camid"]) for v in cams.values()} == {("rgb", 1), ("ir", 2)}
+    assert all(len(v["code"]) == 8 and v["code"].isalnum() for v in cams.values())
+    embeds = load_file(str(ckpt / inv.EMBEDS))
+    assert sorted(embeds) == sorted(man["ids"].values())
+    assert all(t.shape == (1, 32) for t in embeds.values())
+    lora = load_file(str(ckpt / inv.LORA))
+    assert lora and all(k.startswith("unet.") for k in lora)
+    assert any("to_q" in k for k in lora) and not any("to_out" in k for k in lora)   # paper: q, k, v only
+
+
+def test_checkpoint_loads_with_diffusers_own_loaders(ckpt, tiny_sd):
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import load_file
+
+    base = StableDiffusionPipeline.from_pretrained(tiny_sd, safety_checker=None, requires_safety_checker=False)
+    base_rows = base.text_encoder.get_input_embeddings().weight.detach().clone()
+    base_q = dict(base.unet.named_parameters())["down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight"].detach().clone()
+    init = base_rows[base.tokenizer.encode("person", add_special_tokens=False)].mean(0)
+    embeds = load_file(str(ckpt / inv.EMBEDS))
+    tokens = list(embeds)
+
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_sd, safety_checker=None, requires_safety_checker=False)
+    pipe.load_textual_inversion([{t: embeds[t]} for t in tokens], token=tokens)
+    pipe.load_lora_weights(str(ckpt), weight_name=inv.LORA)
+    rows = pipe.text_encoder.get_input_embeddings().weight.detach()
+    n = base_rows.shape[0]
+    assert torch.equal(rows[:n], base_rows)                      # the base vocabulary is untouched
+    for t in tokens:
+        tid = pipe.tokenizer.convert_tokens_to_ids(t)
+        assert tid >= n and torch.allclose(rows[tid], embeds[t][0])
+        assert not torch.allclose(embeds[t][0], init)            # the identity rows were trained
+    # the LoRA is active: the fused q projection differs from the base one
+    pipe.fuse_lora()
+    fused = dict(pipe.unet.named_parameters())["down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.base_layer.weight"]
+    assert not torch.allclose(fused, base_q)
+
+    # a single identity file alone is diffusers' one-token layout: load_textual_inversion(folder-less dict)
+    one = StableDiffusionPipeline.from_pretrained(tiny_sd, safety_checker=None, requires_safety_checker=False)
+    one.load_textual_inversion({tokens[0]: embeds[tokens[0]]})
+    assert tokens[0] in one.tokenizer.get_vocab()
+
+
+def test_only_placeholder_rows_are_trained(tiny_sd):
+    # A few AdamW steps with weight decay through the frozen text encoder: the embedding matrix must not
+    # move, the placeholder rows must; written back, only the new rows differ.
+    import torch
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    tok = CLIPTokenizer.from_pretrained(tiny_sd, subfolder="tokenizer")
+    te = CLIPTextModel.from_pretrained(tiny_sd, subfolder="text_encoder")
+    te.requires_grad_(False)
+    first = inv.add_id_tokens(tok, te, ["<id_1>", "<id_2>"], "person")
+    emb = te.get_input_embeddings()
+    before = emb.weight.detach().clone()
+    rows = inv.PlaceholderRows(emb, first, emb.weight[first:])
+    opt = torch.optim.AdamW([rows.weight], lr=0.1, weight_decay=0.1)
+    ids = tok(["a photo of a <id_1> person", "<id_2>"], padding="max_length", max_length=77,
+              return_tensors="pt").input_ids
+    for _ in range(2):
+        te(ids)[0].pow(2).mean().backward()
+        opt.step()
+        opt.zero_grad()
+    assert torch.equal(emb.weight, before)
+    assert not torch.allclose(rows.weight, before[first:])
+    rows.write_into(emb)
+    changed = (emb.weight != before).any(1).nonzero().flatten().tolist()
+    assert changed == [first, first + 1]
+
+
+def test_sample_writes_valid_ir_shards(ckpt, tmp_path):
+    from reidtools.shards import image, iter_samples
+
+    man = json.loads((ckpt / "manifest.json").read_text())
+    out = tmp_path / "gen"
+    ids = sorted(man["ids"], key=int)[:2]
+    assert run(["invert", "sample", str(ckpt), "-o", str(out), "--ids", ",".join(ids), "--per-id", "2",
+                "--steps", "2", "--batch-size", "3", "-q"]) == 0
+    samples = list(iter_samples([str(out / "invert-000000.tar")]))
+    assert len(samples) == 4                                      # 2 ids x 1 IR camera (default) x 2
+    ir = next(k for k, v in man["cameras"].items() if v["modality"] == "ir")
+    for s in samples:
+        m = s["json"]
+        assert str(m["pid"]) in ids and m["camid"] == 2 and m["modality"] == "ir" and m["split"] == "train"
+        assert "source" not in m
+        h = m["history"][-1]
+        assert h["tool"] == "invert" and h["parameters"]["steps"] == 2 and h["parameters"]["scheduler"] == "dpm++"
+        assert h["prompt"] == f"a {man['cameras'][ir]['code']} photo of a <id_{m['pid']}> person"
+        assert image(s).size == (32, 64)
+    assert len({s["__key__"] for s in samples}) == 4
+    # a re-run skips the finished shard
+    before = (out / "invert-000000.tar").stat().st_mtime_ns
+    assert run(["invert", "sample", str(ckpt), "-o", str(out), "--ids", ",".join(ids), "--per-id", "2",
+                "--steps", "2", "-q"]) == 0
+    assert (out / "invert-000000.tar").stat().st_mtime_ns == before
+
+
+def test_resume_reproduces_an_uninterrupted_run(ckpt, tiny_sd, synth_ir_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "r"
+    train = str(synth_ir_dir / "train-000000.tar")
+    args = ["invert", "fit", train, "-o", str(out), "--base", tiny_sd, *FIT]
+    steps2 = list(args)
+    steps2[steps2.index("--steps") + 1] = "2"
+    assert run(steps2) == 0
+    assert json.loads((out / "manifest.json").read_text())["step"] == 2
+    assert run(args) == 1                                          # exists: needs --resume
+    assert run([*args, "--resume"]) == 0
+    for name in (inv.EMBEDS, inv.LORA):
+        a, b = load_file(str(out / name)), load_file(str(ckpt / name))
+        assert sorted(a) == sorted(b)
+        for k in a:
+            np.testing.assert_allclose(a[k].numpy(), b[k].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_fit_rejects_too_few_images(tiny_sd, synth_ir_dir, tmp_path, capsys):
+    code = run(["invert", "fit", str(synth_ir_dir / "train-000000.tar"), "-o", str(tmp_path / "x"),
+                "--base", tiny_sd, "--min-images-per-id", "1000", "--steps", "1"])
+    assert code == 1
+    assert "--min-images-per-id" in capsys.readouterr().err
+
+
+def test_camera_codes_are_fixed_distinct_and_sized():
+    a = inv.camera_codes(["rgb1", "ir2", "ir3"], 8, seed=0)
+    assert a == inv.camera_codes(["ir3", "ir2", "rgb1"], 8, seed=0)
+    assert a["ir2"] == inv.camera_codes(["ir2"], 8, seed=0)["ir2"]   # independent of the other cameras
+    assert len({c.lower() for c in a.values()}) == 3 and all(len(c) == 8 for c in a.values())
+    assert all(len(c) == 4 for c in inv.camera_codes(["rgb1", "ir2"], 4, seed=0).values())   # released code
+    assert inv.camera_codes(["ir2"], 8, seed=1) != inv.camera_codes(["ir2"], 8, seed=0)
+
+
+def test_batches_depend_only_on_seed_and_step():
+    n, b = 7, 3
+    seq = [i for s in range(7) for i in inv.batch_indices(n, s, b, seed=0)]
+    for e in range(3):                                             # every epoch is a permutation
+        assert sorted(seq[e * n:(e + 1) * n]) == list(range(n))
+    assert inv.batch_indices(n, 4, b, seed=0) == seq[12:15]
+
+
+def test_captions_and_camera_selection():
+    assert inv.caption(inv.PAPER_TEMPLATE, "b8zBXKoH", "<id_3>", True) == "a b8zBXKoH photo of a <id_3> person"
+    assert inv.caption(inv.PAPER_TEMPLATE, "b8zBXKoH", "<id_3>", False) == "b8zBXKoH"
+    man = {"cameras": {"rgb1": {"modality": "rgb"}, "ir2": {"modality": "ir"}, "ir5": {"modality": "ir"}},
+           "ids": {"1": "<id_1>", "4": "<id_4>"}}
+    assert inv.select_cameras(man, None) == ["ir2", "ir5"]
+    assert inv.select_cameras(man, ["rgb", "ir5"]) == ["rgb1", "ir5"]
+    with pytest.raises(ReidError, match="knows cameras"):
+        inv.select_cameras(man, ["ir9"])
+    assert inv.select_ids(man, None) == [1, 4]
+    with pytest.raises(ReidError, match="not in the checkpoint"):
+        inv.select_ids(man, [2])
