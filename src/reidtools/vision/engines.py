@@ -65,6 +65,7 @@ def batched(samples: Iterable[dict], n: int) -> Iterator[list[dict]]:
 def labels_map(writer: MaskWriter, default_labels: str | None):
     def fn(samples):
         for s in samples:
+            parse = np.asarray(mask(s, "parse.png", hint=NO_PARSE))
             label_set = default_labels or meta(s).get("parse_labels")
             if label_set is None:
                 raise SampleError(*where(s), "metadata lacks 'parse_labels' (lip/atr): pass --labels")
@@ -72,7 +73,6 @@ def labels_map(writer: MaskWriter, default_labels: str | None):
                 writer.ids(label_set)
             except ValueError as exc:
                 raise SampleError(*where(s), f"--keep/--repaint: {exc}") from None
-            parse = np.asarray(mask(s, "parse.png", hint=NO_PARSE))
             n = len(label_names(label_set))
             if parse.size and parse.max() >= n:
                 raise SampleError(*where(s), f"parse.png holds label {int(parse.max())}, beyond the {n} {label_set} labels")

@@ -33,13 +33,14 @@ def label_set_of(id2label: dict, override: str | None = None) -> str:
 
 class SegformerParser:
     def __init__(self, model: str = DEFAULT_MODEL, labels: str | None = None, device: str = "auto"):
+        from reidtools.hub import resolve_model
+
+        path = resolve_model(model)  # before the heavy imports: a missing model fails fast
         import torch
         from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
-        from reidtools.hub import resolve_model
         from reidtools.runtime import best_device
 
-        path = resolve_model(model)
         self.processor = AutoImageProcessor.from_pretrained(path)
         self.model = AutoModelForSemanticSegmentation.from_pretrained(path).eval()
         self.device = best_device(None if device == "auto" else device)
