@@ -42,18 +42,23 @@ def cli(output, ids, outfits, cams, images_per, size, modalities, maxcount, seed
         check_options(ids, outfits, cams, images_per, hw, mods)
     except SynthOptionError as exc:
         raise click.BadParameter(str(exc), param_hint=_OPTION_FLAGS[exc.option]) from None
-    bar = None
-    if progress_enabled():
-        from tqdm import tqdm
+    bars: list = []
 
-        total = ids * outfits * cams * images_per
-        bar = tqdm(total=max(total, 0), desc="synth", unit="img", file=sys.stderr, leave=False)
+    def progress(k: int) -> None:
+        # the bar starts with the first sample, so an error before it is one clean line
+        if not bars:
+            from tqdm import tqdm
+
+            bars.append(tqdm(total=ids * outfits * cams * images_per, desc="synth", unit="img",
+                             file=sys.stderr, leave=False))
+        bars[0].update(k)
+
     try:
         summary = write_dataset(output, maxcount, ids=ids, outfits=outfits, cams=cams, images_per=images_per,
                                 size=hw, modalities=mods, seed=seed,
-                                progress=bar.update if bar is not None else None)
+                                progress=progress if progress_enabled() else None)
     finally:
-        if bar is not None:
+        for bar in bars:
             bar.close()
     if progress_enabled():  # -q: warnings only
         _print_summary(summary, output)

@@ -265,3 +265,14 @@ def test_cli_synth_prints_a_summary_to_stderr(tmp_path):
     r = subprocess.run([REID, "synth", "-o", str(tmp_path / "d"), "--ids", "2", "--outfits", "1", "--cams", "2",
                         "--size", "64x32"], capture_output=True, text=True)
     assert "0 samples written" in r.stderr and "8 already present" in r.stderr
+
+
+def test_rerun_with_other_options_into_the_same_folder_is_refused(tmp_path):
+    from reidtools.errors import ReidError
+
+    write_dataset(str(tmp_path), seed=1, **SMALL)
+    assert write_dataset(str(tmp_path), seed=1, **SMALL)["skipped"] > 0      # same options: resume
+    with pytest.raises(ReidError, match=r"seed 1 -> 2"):
+        write_dataset(str(tmp_path), seed=2, **SMALL)
+    r = subprocess.run([REID, "synth", "-o", str(tmp_path), "--seed", "3"], capture_output=True, text=True)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "other options" in r.stderr

@@ -527,6 +527,10 @@ def write_dataset(output: str, maxcount: int = 1000, *, ids=40, outfits=3, cams=
     modalities = tuple(modalities)
     size = tuple(size)
     check_options(ids, outfits, cams, images_per, size, modalities)
+    if output != "-":
+        _check_manifest(output, {"seed": int(seed), "ids": ids, "outfits": outfits, "cams": cams,
+                                 "images_per": images_per, "size": list(size), "modalities": list(modalities),
+                                 "maxcount": maxcount})
     splits: dict[str, dict] = {}
     with SplitWriter(output, maxcount=maxcount, resume=True) as writer:
         for item in plan(ids=ids, outfits=outfits, cams=cams, images_per=images_per, modalities=modalities):
@@ -545,3 +549,37 @@ def write_dataset(output: str, maxcount: int = 1000, *, ids=40, outfits=3, cams=
                       "clothes": len(s["clothes"]), "modalities": sorted(s["modalities"])}
                for name, s in splits.items()}
     return {"splits": summary, "written": writer.written, "skipped": writer.skipped, "shards": shards}
+
+
+MANIFEST = "synth.json"
+
+
+def _check_manifest(output: str, options: dict) -> None:
+    """Resume must not mix datasets: DIR/synth.json records the options of the run that started DIR,
+    and a re-run with other options is refused instead of silently keeping the old shards."""
+    import json
+    import os
+
+    from reidtools.errors import ReidError
+
+    path = os.path.join(output, MANIFEST)
+    if os.path.exists(path):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                old = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise ReidError(f"{path}: unreadable ({exc}); delete it or use another output directory") from None
+        diff = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in options.items() if old.get(k) != v]
+        if diff:
+            raise ReidError(f"{output} holds a synthetic dataset made with other options ({', '.join(diff)}); "
+                            "use another output directory or delete it")
+        return
+    import glob
+
+    if any(glob.glob(os.path.join(output, f"{split}-*.tar")) for split in ("train", "query", "gallery")):
+        raise ReidError(f"{output} already holds shards but no {MANIFEST} (not a `reid synth` output, "
+                        "or one from another version); use another output directory or delete it")
+    os.makedirs(output, exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as fh:
+        json.dump({"dataset": DATASET, **options}, fh, sort_keys=True)
+    os.replace(path + ".tmp", path)
