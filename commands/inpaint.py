@@ -162,7 +162,8 @@ def _inpaint(inputs, output, model, prompt_spec, negative_prompt, variants, step
         if mask_field in sample:
             fields[mask_field] = sample[mask_field]
         new = derive(sample, f"{sample['__key__']}-inpaint{k:02d}", entry, **fields)
-        new["json"].pop("caption", None)   # described the source's clothes, not these
+        for stale in ("caption", "garments"):   # described the source's clothes, not these
+            new["json"].pop(stale, None)
         return new
 
     def process(samples):
