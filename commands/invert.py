@@ -65,7 +65,9 @@ def fit_cmd(inputs, output, base, rank, lr, steps, batch_size, size, min_images_
             id_caption_prob, template, lora_targets, init_token, flip, mixed_precision, save_every, resume, device, seed):
     """Train identity tokens and the camera-code LoRA on training shards.
 
-    Every input sample needs `pid`, `camid` and an image (`modality` defaults to rgb). Captions are
+    Every input sample needs `pid`, `camid` and an image (`modality` defaults to rgb). Inputs may
+    mix datasets (DiVE: Market-1501 RGB + SYSU-MM01 RGB/IR): identities and cameras are then keyed
+    by dataset too (tokens `<id_DATASET_PID>`, cameras `DATASET-ir3`). Captions are
     "a {camera code} photo of a <id_PID> person" with probability --id-caption-prob, else the code
     alone. Only the LoRA and the new token rows are trained. The checkpoint is written every
     --save-every steps and at the end; --resume continues from it with the same batches a single
@@ -96,7 +98,8 @@ def fit_cmd(inputs, output, base, rank, lr, steps, batch_size, size, min_images_
 @command("invert sample", short_help="Render identities under camera codes from a fit checkpoint.")
 @click.argument("ckpt_dir", metavar="CKPT_DIR")
 @output_option()
-@click.option("--ids", default=None, help="Comma-separated pids to render [default: every id in the checkpoint].")
+@click.option("--ids", default=None,
+              help="Comma-separated pids (or DATASET/PID when several datasets were fit) [default: every identity].")
 @click.option("--cameras", multiple=True,
               help="Camera keys (ir3) or modalities (ir); repeatable [default: every IR camera].")
 @click.option("--per-id", type=click.IntRange(min=1), default=18, help="Images per identity and camera code (paper: 18).")
@@ -118,9 +121,9 @@ def sample_cmd(ckpt_dir, output, ids, cameras, per_id, steps, scheduler, guidanc
     """Render identities under camera codes from a fit checkpoint.
 
     Prompt: "a {camera code} photo of a <id_PID> person" (the fit template). Every image has its own
-    seed derived from (--seed, pid, camera, index), so output does not depend on --batch-size or on
+    seed derived from (--seed, identity, camera, index), so output does not depend on --batch-size or on
     task splitting. Outputs are `invert-NNNNNN.tar` shards of --shard-size samples keyed
-    `dive-PID-CAMERA-INDEX` with pid, camid, modality and a source-less history (prompt, seed,
+    `dive-ID-CAMERA-INDEX` with pid, dataset, camid, modality and a source-less history (prompt, seed,
     steps, scheduler, guidance). --shard-index/--num-shards give each task every N-th output shard;
     finished shards are skipped on a re-run.
     """
@@ -129,10 +132,7 @@ def sample_cmd(ckpt_dir, output, ids, cameras, per_id, steps, scheduler, guidanc
     from reidtools.generate.inversion_sample import sample_to
 
     manifest = read_manifest(ckpt_dir)
-    try:
-        wanted = [int(p) for p in ids.split(",") if p.strip()] if ids else None
-    except ValueError:
-        raise click.BadParameter(f"{ids!r} is not a comma-separated list of integers", param_hint="--ids") from None
+    wanted = [p.strip() for p in ids.split(",") if p.strip()] if ids else None
     hw = parse_size(size, "--size", multiple=8) if size else tuple(manifest["options"]["size"])
     index, count = resolve_task(shard_index, num_shards)
     sample_to(ckpt_dir, output, manifest, select_ids(manifest, wanted), select_cameras(manifest, list(cameras)),

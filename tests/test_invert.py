@@ -44,13 +44,14 @@ def test_fit_writes_a_complete_checkpoint(ckpt, synth_ir_dir):
 
     man = json.loads((ckpt / "manifest.json").read_text())
     train_pids = sorted({s["json"]["pid"] for s in iter_samples([str(synth_ir_dir / "train-000000.tar")])})
-    assert man["ids"] == {str(p): f"<id_{p}>" for p in train_pids}
+    assert {k: v["token"] for k, v in man["ids"].items()} == {str(p): f"<id_{p}>" for p in train_pids}
+    assert all(v["pid"] == int(k) and v["dataset"] == "synth" and v["images"] >= 4 for k, v in man["ids"].items())
     assert man["step"] == 3
     cams = man["cameras"]
     assert {(v["modality"], v["camid"]) for v in cams.values()} == {("rgb", 1), ("ir", 2)}
     assert all(len(v["code"]) == 8 and v["code"].isalnum() for v in cams.values())
     embeds = load_file(str(ckpt / inv.EMBEDS))
-    assert sorted(embeds) == sorted(man["ids"].values())
+    assert sorted(embeds) == sorted(v["token"] for v in man["ids"].values())
     assert all(t.shape == (1, 32) for t in embeds.values())
     lora = load_file(str(ckpt / inv.LORA))
     assert lora and all(k.startswith("unet.") for k in lora)
@@ -191,11 +192,36 @@ def test_captions_and_camera_selection():
     assert inv.caption(inv.PAPER_TEMPLATE, "b8zBXKoH", "<id_3>", True) == "a b8zBXKoH photo of a <id_3> person"
     assert inv.caption(inv.PAPER_TEMPLATE, "b8zBXKoH", "<id_3>", False) == "b8zBXKoH"
     man = {"cameras": {"rgb1": {"modality": "rgb"}, "ir2": {"modality": "ir"}, "ir5": {"modality": "ir"}},
-           "ids": {"1": "<id_1>", "4": "<id_4>"}}
+           "ids": {"a/1": {"pid": 1}, "a/4": {"pid": 4}, "b/4": {"pid": 4}}}
     assert inv.select_cameras(man, None) == ["ir2", "ir5"]
     assert inv.select_cameras(man, ["rgb", "ir5"]) == ["rgb1", "ir5"]
     with pytest.raises(ReidError, match="knows cameras"):
         inv.select_cameras(man, ["ir9"])
-    assert inv.select_ids(man, None) == [1, 4]
+    assert inv.select_ids(man, None) == ["a/1", "a/4", "b/4"]
+    assert inv.select_ids(man, ["1", "b/4"]) == ["a/1", "b/4"]
     with pytest.raises(ReidError, match="not in the checkpoint"):
-        inv.select_ids(man, [2])
+        inv.select_ids(man, ["2"])
+    with pytest.raises(ReidError, match="ambiguous"):
+        inv.select_ids(man, ["4"])
+
+
+def test_mixed_datasets_keep_equal_pids_apart(tmp_path):
+    # DiVE trains Market-1501 (RGB) and SYSU-MM01 (RGB+IR) together: pid 1 of each is a different person.
+    from PIL import Image
+
+    from reidtools.shards import ShardWriter
+
+    with ShardWriter(str(tmp_path), prefix="mix") as w:
+        for i, (ds, pid, mod, cam) in enumerate([("market", 1, "rgb", 1), ("market", 1, "rgb", 2),
+                                                 ("sysu", 1, "ir", 3), ("sysu", 1, "rgb", 1), ("sysu", 2, "ir", 3)]):
+            w.write({"__key__": f"k{i}", "json": {"dataset": ds, "pid": pid, "camid": cam, "modality": mod},
+                     "jpg": Image.new("RGB", (16, 32))})
+    ts = inv.read_train_set([str(tmp_path / "mix-000000.tar")], inv.FitOptions(min_images_per_id=2))
+    assert sorted(ts.id_info) == ["market/1", "sysu/1"] and ts.skipped == {"sysu/2": 1}
+    assert inv.id_token(ts.id_info["market/1"], ts.multi) == "<id_market_1>"
+    assert set(ts.cam_info) == {"market-rgb1", "market-rgb2", "sysu-ir3", "sysu-rgb1"}
+    assert ts.cam_info["sysu-ir3"] == {"modality": "ir", "camid": 3, "dataset": "sysu"}
+    assert inv.Job("sysu/1", "sysu-ir3", 4).key == "dive-sysu_1-sysu-ir3-004"
+    per_mod = inv.read_train_set([str(tmp_path / "mix-000000.tar")],
+                                 inv.FitOptions(min_images_per_id=2, codes_per="modality"))
+    assert set(per_mod.cam_info) == {"market-rgb", "sysu-ir", "sysu-rgb"}

@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import re
 import string
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
@@ -72,25 +73,30 @@ class FitOptions:
 # ----------------------------------------------------------------------------- data
 @dataclass
 class TrainSet:
-    images: list = field(default_factory=list)    # encoded image bytes (decoded per step)
-    pids: list = field(default_factory=list)
-    cameras: list = field(default_factory=list)   # camera key per image, e.g. "ir3"
-    camids: dict = field(default_factory=dict)    # camera key -> (modality, camid or None)
-    dataset: str | None = None
-    skipped: dict = field(default_factory=dict)   # pid -> number of images (too few)
+    """Training images with identity and camera keys.
+
+    With one dataset an identity key is its pid ("17") and a camera key is modality+camid ("ir3");
+    with several (DiVE trains on Market-1501 RGB + SYSU-MM01 RGB/IR together) both are prefixed with
+    the dataset ("market/17", "sysu-ir3"), so equal pids of different datasets stay different people.
+    """
+    images: list = field(default_factory=list)      # encoded image bytes (decoded per step)
+    ids: list = field(default_factory=list)         # identity key per image
+    cameras: list = field(default_factory=list)     # camera key per image
+    id_info: dict = field(default_factory=dict)     # identity key -> {"pid", "dataset"}
+    cam_info: dict = field(default_factory=dict)    # camera key -> {"modality", "camid", "dataset"}
+    skipped: dict = field(default_factory=dict)     # identity key -> number of images (too few)
+    multi: bool = False                             # several datasets
 
 
-def camera_key(modality: str, camid: int, codes_per: str) -> str:
-    return modality if codes_per == "modality" else f"{modality}{camid}"
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "", text.lower()) or "d"
 
 
 def read_train_set(shards: list[str], opts: FitOptions) -> TrainSet:
     """Images grouped by identity; identities with fewer than `min_images_per_id` images dropped."""
     from reidtools.shards import image_field, iter_samples, require
 
-    per_id: dict[int, list] = defaultdict(list)
-    datasets: set[str] = set()
-    cams: dict[str, tuple] = {}
+    rows: list[tuple] = []
     for sample in iter_samples(shards):
         m = require(sample, "pid", "camid", hint="`reid invert fit` learns one token per pid and one code per camera")
         field_name = image_field(sample)
@@ -101,25 +107,28 @@ def read_train_set(shards: list[str], opts: FitOptions) -> TrainSet:
             buf = io.BytesIO()
             data.convert("RGB").save(buf, format="PNG")
             data = buf.getvalue()
-        modality = m.get("modality") or "rgb"
-        key = camera_key(modality, int(m["camid"]), opts.codes_per)
-        cams[key] = (modality, None if opts.codes_per == "modality" else int(m["camid"]))
-        if m.get("dataset"):
-            datasets.add(str(m["dataset"]))
-        per_id[int(m["pid"])].append((bytes(data), key))
-    if len(datasets) > 1:
-        raise ReidError(f"the input mixes datasets {sorted(datasets)}; identity tokens are per pid, "
-                        "so fit one dataset at a time")
-    ts = TrainSet(dataset=next(iter(datasets), None), camids=cams)
-    for pid in sorted(per_id):
-        items = per_id[pid]
+        rows.append((m.get("dataset"), int(m["pid"]), m.get("modality") or "rgb", int(m["camid"]), bytes(data)))
+    multi = len({r[0] for r in rows}) > 1
+    per_id: dict[str, list] = defaultdict(list)
+    ts = TrainSet(multi=multi)
+    for ds, pid, modality, camid, data in rows:
+        ikey = f"{ds}/{pid}" if multi else str(pid)
+        cam = modality if opts.codes_per == "modality" else f"{modality}{camid}"
+        ckey = f"{_slug(str(ds))}-{cam}" if multi else cam
+        ts.id_info[ikey] = {"pid": pid, "dataset": ds}
+        ts.cam_info[ckey] = {"modality": modality, "camid": None if opts.codes_per == "modality" else camid,
+                             "dataset": ds}
+        per_id[ikey].append((data, ckey))
+    for ikey in sorted(per_id, key=lambda k: (str(ts.id_info[k]["dataset"]), ts.id_info[k]["pid"])):
+        items = per_id[ikey]
         if len(items) < opts.min_images_per_id:
-            ts.skipped[pid] = len(items)
+            ts.skipped[ikey] = len(items)
+            del ts.id_info[ikey]
             continue
-        for data, key in items:
+        for data, ckey in items:
             ts.images.append(data)
-            ts.pids.append(pid)
-            ts.cameras.append(key)
+            ts.ids.append(ikey)
+            ts.cameras.append(ckey)
     if ts.skipped:
         log.info("skipped %d identities with fewer than %d images (--min-images-per-id)",
                  len(ts.skipped), opts.min_images_per_id)
@@ -128,8 +137,9 @@ def read_train_set(shards: list[str], opts: FitOptions) -> TrainSet:
     return ts
 
 
-def id_token(pid: int) -> str:
-    return f"<id_{pid}>"
+def id_token(info: dict, multi: bool) -> str:
+    """`<id_17>`, or `<id_market1501_17>` when several datasets are trained together."""
+    return f"<id_{_slug(str(info['dataset']))}_{info['pid']}>" if multi else f"<id_{info['pid']}>"
 
 
 def camera_codes(keys, length: int, seed: int) -> dict[str, str]:
@@ -334,9 +344,9 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
         if not os.path.exists(state_path):
             raise ReidError(f"{ckpt_dir}: no {STATE} to resume from")
     data = read_train_set(shards, opts)
-    pids = sorted(set(data.pids))
-    tokens = {pid: id_token(pid) for pid in pids}
-    codes = camera_codes(data.camids, opts.code_length, opts.seed)
+    id_keys = sorted(data.id_info, key=lambda k: (str(data.id_info[k]["dataset"]), data.id_info[k]["pid"]))
+    tokens = {k: id_token(data.id_info[k], data.multi) for k in id_keys}
+    codes = camera_codes(data.cam_info, opts.code_length, opts.seed)
     if old is not None:
         _check_resume(old, opts, tokens, codes)
 
@@ -344,7 +354,7 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
     acc = Accelerator(mixed_precision=_mixed_precision(opts.mixed_precision), cpu=cpu)
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(acc.mixed_precision, torch.float32)
     tokenizer, text_encoder, vae, unet, noise_sched = load_base(opts.base)
-    token_list = [tokens[p] for p in pids]
+    token_list = [tokens[k] for k in id_keys]
     first_id = add_id_tokens(tokenizer, text_encoder, token_list, opts.init_token)
     token_emb = text_encoder.get_input_embeddings()
     rows = PlaceholderRows(token_emb, first_id, token_emb.weight[first_id:])
@@ -378,16 +388,13 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
         log.info("resuming %s at step %d", ckpt_dir, start)
 
     manifest = {
-        "format": "reid-invert/1", "base": opts.base, "dataset": data.dataset,
-        "ids": {str(p): tokens[p] for p in pids},
-        "cameras": {k: {"code": codes[k], "modality": data.camids[k][0], "camid": data.camids[k][1]}
-                    for k in sorted(codes)},
-        "images_per_id": {str(p): data.pids.count(p) for p in pids},
-        "skipped_ids": {str(p): n for p, n in data.skipped.items()},
+        "format": "reid-invert/1", "base": opts.base,
+        "ids": {k: {"token": tokens[k], **data.id_info[k], "images": data.ids.count(k)} for k in id_keys},
+        "cameras": {k: {"code": codes[k], **data.cam_info[k]} for k in sorted(codes)},
+        "skipped_ids": dict(data.skipped),
         "options": {**asdict(opts), "size": list(opts.size), "lora_targets": list(opts.lora_targets)},
     }
     os.makedirs(ckpt_dir, exist_ok=True)
-    pid_index = {p: i for i, p in enumerate(pids)}
     sf = vae.config.scaling_factor
     n_img, world, rank_ = len(data.images), acc.num_processes, acc.process_index
     bar = tqdm(total=opts.steps, initial=start, desc="fit", unit="step", disable=not (progress and acc.is_main_process),
@@ -402,7 +409,7 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
         for i in idx:
             pix.append(_pixels(data.images[i], opts.size, opts.flip and r.random() < 0.5))
             with_id = r.random() < opts.id_caption_prob
-            caps.append(caption(opts.template, codes[data.cameras[i]], tokens[data.pids[i]], with_id))
+            caps.append(caption(opts.template, codes[data.cameras[i]], tokens[data.ids[i]], with_id))
         g = torch.Generator().manual_seed(derive_seed(opts.seed, "noise", step, rank_))
         x = torch.stack(pix).to(acc.device, dtype=weight_dtype)
         ids = tokenizer(caps, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
@@ -439,8 +446,7 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
 
 
 def _check_resume(old: dict, opts: FitOptions, tokens: dict, codes: dict) -> None:
-    want = {str(p): t for p, t in tokens.items()}
-    if old.get("ids") != want:
+    if {k: v["token"] for k, v in old.get("ids", {}).items()} != tokens:
         raise ReidError("--resume: the training identities differ from the checkpoint's")
     if {k: v["code"] for k, v in old.get("cameras", {}).items()} != codes:
         raise ReidError("--resume: the cameras or their codes differ from the checkpoint's (same --seed/--code-length?)")
@@ -547,43 +553,49 @@ def select_cameras(manifest: dict, wanted: list[str] | None) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def select_ids(manifest: dict, wanted: list[int] | None) -> list[int]:
-    ids = sorted(int(p) for p in manifest["ids"])
+def select_ids(manifest: dict, wanted: list[str] | None) -> list[str]:
+    """Identity keys to sample: keys ("17", "market/17") or bare pids when they are unambiguous."""
+    ids = manifest["ids"]
     if not wanted:
-        return ids
-    missing = [p for p in wanted if str(p) not in manifest["ids"]]
-    if missing:
-        raise ReidError(f"--ids: {', '.join(map(str, missing))} not in the checkpoint (it has {len(ids)} ids)")
-    return list(dict.fromkeys(wanted))
+        return list(ids)
+    out = []
+    for w in wanted:
+        w = str(w).strip()
+        hits = [w] if w in ids else [k for k, v in ids.items() if str(v["pid"]) == w]
+        if len(hits) != 1:
+            why = "is ambiguous (use DATASET/PID)" if hits else "is not in the checkpoint"
+            raise ReidError(f"--ids: {w} {why}; it has {len(ids)} identities, e.g. {next(iter(ids))}")
+        out.append(hits[0])
+    return list(dict.fromkeys(out))
 
 
 @dataclass
 class Job:
-    pid: int
-    camera: str
+    identity: str    # identity key of the manifest
+    camera: str      # camera key of the manifest
     index: int
 
     @property
     def key(self) -> str:
-        return f"dive-{self.pid}-{self.camera}-{self.index:03d}"
+        return re.sub(r"[^A-Za-z0-9_-]", "_", f"dive-{self.identity}-{self.camera}-{self.index:03d}")
 
 
-def jobs(ids: list[int], cameras: list[str], per_id: int) -> list[Job]:
+def jobs(ids: list[str], cameras: list[str], per_id: int) -> list[Job]:
     return [Job(p, c, i) for p in ids for c in cameras for i in range(per_id)]
 
 
 def generate(pipe, manifest: dict, batch: list[Job], *, seed: int, steps: int, guidance: float,
              size: tuple[int, int], scheduler: str, ckpt_dir: str, template: str | None = None) -> list[dict]:
-    """Samples for `batch`: one image per job, each from its own seed derive_seed(seed, pid, camera,
-    index), so an image does not depend on the batch it was made in."""
+    """Samples for `batch`: one image per job, each from its own seed derive_seed(seed, identity,
+    camera, index), so an image does not depend on the batch it was made in."""
     import torch
 
     template = template or manifest["options"].get("template", PAPER_TEMPLATE)
     prompts, gens, seeds = [], [], []
     for j in batch:
         cam = manifest["cameras"][j.camera]
-        prompts.append(template.format(camera=cam["code"], id=manifest["ids"][str(j.pid)]))
-        s = derive_seed(seed, j.pid, j.camera, j.index)
+        prompts.append(template.format(camera=cam["code"], id=manifest["ids"][j.identity]["token"]))
+        s = derive_seed(seed, j.identity, j.camera, j.index)
         seeds.append(s)
         gens.append(torch.Generator("cpu").manual_seed(s))
     h, w = size
@@ -591,15 +603,15 @@ def generate(pipe, manifest: dict, batch: list[Job], *, seed: int, steps: int, g
                   generator=gens, output_type="pil").images
     out = []
     for j, img, prompt, s in zip(batch, images, prompts, seeds):
-        cam = manifest["cameras"][j.camera]
-        meta = {"split": "train", "pid": j.pid, "modality": cam["modality"],
+        cam, ident = manifest["cameras"][j.camera], manifest["ids"][j.identity]
+        meta = {"split": "train", "pid": ident["pid"], "modality": cam["modality"],
                 "history": [{"tool": "invert", "model": manifest["base"], "seed": s, "prompt": prompt,
                              "parameters": {"checkpoint": os.path.abspath(ckpt_dir), "camera": j.camera,
                                             "index": j.index, "steps": steps, "scheduler": scheduler,
                                             "guidance_scale": guidance, "size": [h, w]}}]}
         if cam.get("camid") is not None:
             meta["camid"] = cam["camid"]
-        if manifest.get("dataset"):
-            meta["dataset"] = manifest["dataset"]
+        if ident.get("dataset"):
+            meta["dataset"] = ident["dataset"]
         out.append({"__key__": j.key, "__shard__": "<invert>", "json": meta, "jpg": img})
     return out
