@@ -1,0 +1,188 @@
+"""`reid posegen`: Pose-dIVE training (fit) and pose/viewpoint-diversified generation (sample).
+
+CLI glue only; the library is reidtools.generate.posegen and reidtools.generate.posegen_sample.
+"""
+
+from __future__ import annotations
+
+import click
+
+from reidtools.commands._options import (command, inputs_argument, output_option, progress_enabled, resolve_task,
+                                         seed_option, task_options)
+
+HELP = "Re-render identities in new poses and viewpoints (Pose-dIVE)."
+DEFAULT_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+DEFAULT_IMAGE_ENCODER = "openai/clip-vit-large-patch14"
+
+
+@click.group("posegen", short_help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Re-render identities in new poses and viewpoints (Pose-dIVE).
+
+    A reference U-Net encodes an identity image; a denoising U-Net of the same architecture generates
+    the person in a target pose, attending over the reference's self-attention features, with CLIP
+    image embeddings of the reference in place of text and the target's skeleton (and optional
+    depth.png / normal.png maps) added through zero-initialised pose guiders. `fit` trains it on
+    (reference, target) pairs of one identity; `sample` renders every identity in poses drawn from a
+    pose bank and records each target pose for `reid filter --rule pose-gen`.
+
+    \b
+    Examples:
+      reid pose train/ -o posed/
+      reid posegen fit posed/ -o ckpt/ --steps 30000
+      reid posegen sample ckpt/ posed/ -o gen/ --per-id 15
+      reid pose gen/ -o gen-posed/ && reid filter gen-posed/ --rule pose-gen -o gen-kept/
+    """
+
+
+def _split(value: str | None, option: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not items:
+        raise click.BadParameter("give at least one name", param_hint=option)
+    return items
+
+
+def _keypoints(value: str | None) -> tuple[str, ...] | None:
+    names = _split(value, "--keypoints")
+    if names:
+        from reidtools.data.labels import MEDIAPIPE33
+
+        bad = [n for n in names if n not in MEDIAPIPE33]
+        if bad:
+            raise click.BadParameter(f"unknown keypoint(s) {', '.join(bad)} (MediaPipe-33 names, e.g. left_ankle)",
+                                     param_hint="--keypoints")
+    return names
+
+
+_tau_ref = click.option("--tau-ref", type=click.FloatRange(0, 1), default=0.6,
+                        help="References: min keypoint confidence >= tau (eq. 3; Fig. 4: 0.6 best).")
+_tau_tar = click.option("--tau-tar", type=click.FloatRange(0, 1), default=0.6,
+                        help="Target poses: mean keypoint confidence >= tau (eq. 4).")
+_kp = click.option("--keypoints", default=None,
+                   help="Comma-separated keypoint set K for eqs. 3-4 [default: all 33].")
+
+
+@command("posegen fit", short_help="Train pose guiders and the denoising U-Net on same-identity pairs.")
+@inputs_argument
+@output_option(help="Checkpoint folder (denoising_unet/, pose_guiders.safetensors, manifest.json, ...).")
+@click.option("--base", default=DEFAULT_BASE, help="Stable Diffusion 1.x folder or hub id; both U-Nets start from it.")
+@click.option("--image-encoder", default=DEFAULT_IMAGE_ENCODER,
+              help="CLIP vision model (with projection) whose image embedding replaces the text.")
+@click.option("--conditions", default="skeleton",
+              help="Comma-separated: skeleton, depth (depth.png), normal (normal.png); one guider each.")
+@click.option("--guider-channels", default="16,32,96,256",
+              help="Pose-guider widths; one stride-2 stage between consecutive widths (3 = SD's 1/8).")
+@click.option("--inject", type=click.Choice(["conv_in", "latent"]), default="conv_in",
+              help="Add the guiders' output after conv_in (paper: 'projected noise') or to the noisy latent.")
+@click.option("--train-reference/--freeze-reference", default=False,
+              help="Also train the reference U-Net (the paper does not say; default frozen).")
+@click.option("--lr", type=float, default=1e-5, help="AdamW learning rate (no paper value; AnimateAnyone: 1e-5).")
+@click.option("--steps", type=click.IntRange(min=1), default=30_000, help="Optimiser steps (no paper value).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, help="Pairs per step and process.")
+@click.option("--size", default="512x256", help="Training size HxW, a multiple of 8 (x the VAE factor).")
+@_tau_ref
+@_tau_tar
+@_kp
+@click.option("--skeleton-threshold", type=click.FloatRange(0, 1), default=0.3,
+              help="Keypoints below this confidence are not drawn in the skeleton.")
+@click.option("--uncond-prob", type=click.FloatRange(0, 1, max_open=True), default=0.1,
+              help="Steps that drop the reference, for classifier-free guidance (AnimateAnyone's code: 0.1).")
+@click.option("--mixed-precision", type=click.Choice(["auto", "no", "fp16", "bf16"]), default="auto",
+              help="accelerate mixed precision; auto = fp16 on CUDA, none on CPU.")
+@click.option("--save-every", type=click.IntRange(min=1), default=1000, help="Write the checkpoint every N steps.")
+@click.option("--resume", is_flag=True, help="Continue the checkpoint in -o from its last saved step.")
+@click.option("--device", default=None, help="cpu to force the CPU [default: accelerate's choice].")
+@seed_option
+def fit_cmd(inputs, output, base, image_encoder, conditions, guider_channels, inject, train_reference, lr, steps,
+            batch_size, size, tau_ref, tau_tar, keypoints, skeleton_threshold, uncond_prob, mixed_precision,
+            save_every, resume, device, seed):
+    """Train pose guiders and the denoising U-Net on same-identity pairs.
+
+    Every input sample needs `pid`, `pose` (run `reid pose`) and an image; depth/normal conditions
+    need `depth.png`/`normal.png`. Targets pass pose-target (eq. 4) and have another image of their
+    pid passing pose-ref (eq. 3), which is drawn as the reference. Loss: eq. 1 (noise MSE). The
+    checkpoint is written every --save-every steps and at the end; --resume continues it with the
+    same batches a single run would have seen. Runs on several GPUs with `accelerate launch`.
+    """
+    import logging
+
+    from reidtools.commands._options import parse_size
+    from reidtools.generate.posegen import FitOptions, fit
+    from reidtools.shards import expand_inputs
+
+    if output == "-":
+        raise click.BadParameter("fit writes a checkpoint folder, not a stream", param_hint="-o")
+    try:
+        channels = tuple(int(c) for c in guider_channels.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{guider_channels!r} is not a comma-separated list of integers",
+                                 param_hint="--guider-channels") from None
+    if len(channels) < 2 or min(channels) < 1:
+        raise click.BadParameter("give at least two positive widths", param_hint="--guider-channels")
+    opts = FitOptions(base=base, image_encoder=image_encoder, conditions=_split(conditions, "--conditions"),
+                      guider_channels=channels, inject=inject, train_reference=train_reference, lr=lr, steps=steps,
+                      batch_size=batch_size, size=parse_size(size, "--size", multiple=8), tau_ref=tau_ref,
+                      tau_tar=tau_tar, keypoints=_keypoints(keypoints), skeleton_threshold=skeleton_threshold,
+                      uncond_prob=uncond_prob, mixed_precision=mixed_precision, save_every=save_every, seed=seed)
+    manifest = fit(expand_inputs(list(inputs)), output, opts, resume=resume, progress=progress_enabled(), device=device)
+    logging.getLogger("reidtools").info("checkpoint %s: %d pairs' targets over %d ids, step %d, loss %.4f", output,
+                                        manifest["pairs"]["targets"], manifest["pairs"]["ids"], manifest["step"],
+                                        manifest.get("last_loss", float("nan")))
+
+
+@command("posegen sample", short_help="Render every identity in poses from a pose bank.")
+@click.argument("ckpt_dir", metavar="CKPT_DIR")
+@click.argument("inputs", nargs=-1, required=True, metavar="PERSON_SHARDS...")
+@output_option()
+@click.option("--poses", default="dataset", metavar="POSE_SHARDS|dataset",
+              help="Target poses: `dataset` (the person shards' own poses) or shards (globs/braces; comma-separated).")
+@click.option("--per-id", type=click.IntRange(min=1), default=15, help="Images per identity (paper Fig. 2: ~15 best).")
+@click.option("--steps", type=click.IntRange(min=1), default=25, help="Denoising steps (no paper value).")
+@click.option("--scheduler", type=click.Choice(["ddim", "dpm++"]), default="ddim", help="Sampler (AnimateAnyone: DDIM).")
+@click.option("--guidance", type=float, default=3.5,
+              help="Classifier-free guidance on the reference (1 = off; AnimateAnyone: 3.5).")
+@click.option("--size", default=None, help="Output size HxW [default: the training size].")
+@_tau_ref
+@_tau_tar
+@_kp
+@click.option("--base", default=None, help="Base SD folder/id for VAE and scheduler [default: the manifest's].")
+@click.option("--image-encoder", default=None, help="CLIP vision model [default: the manifest's].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, help="Images per denoising batch.")
+@click.option("--dtype", type=click.Choice(["fp16", "bf16", "fp32"]), default="fp16",
+              help="Weights dtype (fp16 falls back to fp32 on CPU).")
+@click.option("--device", default=None, help="Device [default: best available].")
+@task_options
+@seed_option
+def sample_cmd(ckpt_dir, inputs, output, poses, per_id, steps, scheduler, guidance, size, tau_ref, tau_tar, keypoints,
+               base, image_encoder, batch_size, dtype, device, shard_index, num_shards, seed):
+    """Render every identity in poses from a pose bank.
+
+    For each pid of PERSON_SHARDS, --per-id images: each draws a reference image of the pid passing
+    pose-ref (eq. 3) and a target pose passing pose-target (eq. 4) from the bank, from (--seed, pid,
+    index), with its own noise seed, so output depends on neither --batch-size nor task splitting.
+    Output shards follow the input shard holding each pid's first image; keys are
+    `REFKEY-poseNNN`, with `source` = the reference and the target pose in
+    history[-1].parameters.target_pose for `reid filter --rule pose-gen`. The reference's own `pose`
+    (and view/quality) is dropped from the metadata: run `reid pose` on the output.
+    """
+    from reidtools.commands._options import parse_size
+    from reidtools.generate.posegen import read_manifest
+    from reidtools.generate.posegen_sample import sample_to
+    from reidtools.shards import expand_inputs
+
+    manifest = read_manifest(ckpt_dir)
+    hw = parse_size(size, "--size", multiple=8) if size else tuple(manifest["options"]["size"])
+    pose_shards = None
+    if poses != "dataset":
+        pose_shards = expand_inputs([p for p in poses.split(",") if p.strip()])
+    index, count = resolve_task(shard_index, num_shards)
+    sample_to(ckpt_dir, expand_inputs(list(inputs)), output, manifest, poses=pose_shards, per_id=per_id, steps=steps,
+              scheduler=scheduler, guidance=guidance, size=hw, batch_size=batch_size, dtype=dtype, device=device,
+              seed=seed, tau_ref=tau_ref, tau_tar=tau_tar, keypoints=_keypoints(keypoints), base=base,
+              image_encoder=image_encoder, task=(index, count), progress=progress_enabled())
+
+
+cli.add_command(fit_cmd, name="fit")
+cli.add_command(sample_cmd, name="sample")

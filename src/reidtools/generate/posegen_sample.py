@@ -1,0 +1,320 @@
+"""`reid posegen sample`: every identity of the person shards re-rendered in poses from a pose bank.
+
+- Pose bank: the poses (and depth/normal fields, when the checkpoint uses them) of the samples that
+  pass pose-target (eq. 4), from `--poses` shards or, by default, from the person shards themselves.
+- References: a pid's images that pass pose-ref (eq. 3).
+- Job (pid, index), index < per_id: reference and target pose drawn by rng(seed, "posegen", pid,
+  index); initial noise from derive_seed(seed, "posegen-noise", pid, index). So an image depends only
+  on the seed, the inputs and its (pid, index): not on batching or task splitting.
+- Output follows the input shards: a pid's images go to the output shard named after the first input
+  shard holding that pid; written atomically, finished shards skipped on a re-run.
+- The target pose is recorded as history[-1]["parameters"]["target_pose"] = {"format", "points"}, where
+  `reid filter --rule pose-gen` (eqs. 5-6) reads it once `reid pose` has estimated the output's pose.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from dataclasses import dataclass, field
+
+from reidtools.errors import ReidError, SampleError
+from reidtools.generate.posegen import (CONTENT_KEYS, DENOISING, REFERENCE, _bytes_of, _condition_fields,
+                                        build_net, condition_tensors, load_base, load_parts, load_unet_folder,
+                                        pixels)
+from reidtools.seeding import derive_seed, rng
+
+log = logging.getLogger("reidtools")
+SCHEDULERS = ("ddim", "dpm++")
+
+
+@dataclass
+class PoseEntry:
+    key: str
+    shard: str
+    pose: dict
+    extras: dict = field(default_factory=dict)
+    camid: int | None = None
+
+
+@dataclass
+class Reference:
+    key: str
+    shard: str
+    image: bytes
+    meta: dict
+
+
+@dataclass
+class Job:
+    pid: int
+    index: int
+    ref: Reference
+    target: PoseEntry
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.ref.key}-pose{self.index:03d}"
+
+
+def _pose_entry(sample: dict, m: dict, conditions) -> PoseEntry:
+    extras = {k: _bytes_of(sample, f) for k, f in _condition_fields(sample, conditions).items()}
+    missing = [c for c in conditions if c != "skeleton" and c not in extras]
+    if missing:
+        raise SampleError(sample["__shard__"], sample["__key__"],
+                          f"the checkpoint uses --conditions {','.join(conditions)}: pose-bank samples need "
+                          f"{', '.join(f'{c}.png' for c in missing)}")
+    camid = m.get("camid")
+    return PoseEntry(sample["__key__"], sample["__shard__"], {"format": m["pose"].get("format"),
+                                                              "points": m["pose"]["points"]}, extras,
+                     int(camid) if camid is not None else None)
+
+
+def read_pose_bank(shards: list[str], conditions, tau_tar: float, keypoints=None) -> list[PoseEntry]:
+    """The poses of the samples that pass pose-target (eq. 4), in input order."""
+    from reidtools.shards import iter_samples
+    from reidtools.vision.rules import PoseTarget, sample_pose
+
+    rule = PoseTarget(tau_tar, list(keypoints) if keypoints else None)
+    bank = []
+    for sample in iter_samples(shards):
+        sample_pose(sample)   # a clear error for a sample without pose
+        if rule(sample).passed:
+            from reidtools.shards import meta
+
+            bank.append(_pose_entry(sample, meta(sample), conditions))
+    return bank
+
+
+@dataclass
+class PersonScan:
+    owner: dict = field(default_factory=dict)       # pid -> index of its first input shard
+    refs: dict = field(default_factory=dict)        # pid -> [Reference] (only pids owned by this task)
+    bank: list = field(default_factory=list)        # pose-target entries (when the bank is the dataset)
+    no_ref: set = field(default_factory=set)
+
+
+def scan_persons(shards: list[str], mine: set[int], *, conditions, tau_ref: float, tau_tar: float, keypoints,
+                 want_bank: bool) -> PersonScan:
+    """One pass over every person shard: owners of pids, references of this task's pids, and the
+    dataset's pose bank if asked."""
+    from reidtools.shards import image_field, iter_shard, require
+    from reidtools.vision.rules import PoseRef, PoseTarget
+
+    kp = list(keypoints) if keypoints else None
+    ref_rule, tar_rule = PoseRef(tau_ref, kp), PoseTarget(tau_tar, kp)
+    scan = PersonScan()
+    seen: set[int] = set()
+    for n, shard in enumerate(shards):
+        for sample in iter_shard(shard):
+            m = require(sample, "pid", "pose", hint="`reid posegen sample` needs pids and poses (run `reid pose`)")
+            pid = int(m["pid"])
+            if want_bank and tar_rule(sample).passed:
+                scan.bank.append(_pose_entry(sample, m, conditions))
+            if pid < 0:
+                continue
+            scan.owner.setdefault(pid, n)
+            seen.add(pid)
+            if scan.owner[pid] in mine and ref_rule(sample).passed:
+                fld = image_field(sample)
+                if fld is None:
+                    raise SampleError(sample["__shard__"], sample["__key__"], "no image field")
+                scan.refs.setdefault(pid, []).append(
+                    Reference(sample["__key__"], sample["__shard__"], _bytes_of(sample, fld), dict(m)))
+    scan.no_ref = {p for p in seen if scan.owner[p] in mine and p not in scan.refs}
+    return scan
+
+
+def plan_jobs(scan: PersonScan, bank: list[PoseEntry], shard_no: int, per_id: int, seed: int) -> list[Job]:
+    jobs = []
+    for pid in sorted(p for p, o in scan.owner.items() if o == shard_no and p in scan.refs):
+        refs = scan.refs[pid]
+        for index in range(per_id):
+            r = rng(seed, "posegen", pid, index)
+            ref = refs[int(r.integers(len(refs)))]
+            target = bank[int(r.integers(len(bank)))]
+            jobs.append(Job(pid, index, ref, target, derive_seed(seed, "posegen-noise", pid, index)))
+    return jobs
+
+
+# ----------------------------------------------------------------------------- the model
+class PoseGenerator:
+    """A fit checkpoint loaded for sampling: VAE and scheduler of the base, both U-Nets, guiders,
+    image encoder (+ projection)."""
+
+    def __init__(self, ckpt_dir: str, manifest: dict, *, base: str | None = None, image_encoder: str | None = None,
+                 device: str | None = None, dtype: str = "fp16"):
+        from reidtools.generate.posegen import ImageEncoder
+        from reidtools.runtime import best_device, torch_dtype
+
+        o = manifest["options"]
+        self.manifest, self.ckpt_dir = manifest, ckpt_dir
+        self.base = base or manifest["base"]
+        self.image_encoder = image_encoder or manifest["image_encoder"]
+        self.device = best_device(device)
+        self.dtype = torch_dtype(dtype, self.device)
+        vae, base_unet, noise, _ = load_base(self.base)
+        unet = load_unet_folder(os.path.join(ckpt_dir, DENOISING))
+        ref_dir = os.path.join(ckpt_dir, REFERENCE)
+        reference = load_unet_folder(ref_dir) if os.path.isdir(ref_dir) else base_unet
+        self.encoder = ImageEncoder(self.image_encoder)
+        if self.encoder.dim != manifest.get("embed_dim", self.encoder.dim):
+            raise ReidError(f"--image-encoder {self.image_encoder}: embeddings of width {self.encoder.dim}, "
+                            f"the checkpoint was trained with {manifest['embed_dim']}")
+        self.conditions = list(o["conditions"])
+        self.threshold = float(o["skeleton_threshold"])
+        self.net = build_net(unet, reference, self.conditions, o["guider_channels"], o["inject"], self.encoder.dim,
+                             False, vae)
+        load_parts(self.net, ckpt_dir, manifest)
+        import torch
+
+        half = {"dtype": self.dtype} if self.dtype != torch.float32 else {}
+        self.net.eval().to(self.device, **half)
+        self.vae = vae.eval().to(self.device, **half)
+        self.encoder.to(self.device, self.dtype if half else None)
+        self.scheduler_config = noise.config
+
+    def scheduler(self, name: str):
+        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+        if name == "ddim":
+            return DDIMScheduler.from_config(self.scheduler_config)
+        if name == "dpm++":
+            return DPMSolverMultistepScheduler.from_config(self.scheduler_config, algorithm_type="dpmsolver++")
+        raise ReidError(f"--scheduler {name!r} is not one of {', '.join(SCHEDULERS)}")
+
+    def __call__(self, jobs: list[Job], *, steps: int, guidance: float, size, scheduler: str):
+        """One PIL image per job."""
+        import torch
+        from PIL import Image
+
+        dev, dt = self.device, self.dtype
+        refs = [Image.open(io.BytesIO(j.ref.image)).convert("RGB") for j in jobs]
+        conds: dict = {c: [] for c in self.conditions}
+        for j in jobs:
+            for name, t in condition_tensors(j.target.pose, j.target.extras, self.conditions, size, self.threshold,
+                                             (j.target.shard, j.target.key)).items():
+                conds[name].append(t)
+        h, w = size
+        factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        shape = (1, self.net.denoising_unet.config.in_channels, h // factor, w // factor)
+        latents = torch.cat([torch.randn(shape, generator=torch.Generator("cpu").manual_seed(j.seed)) for j in jobs])
+        sched = self.scheduler(scheduler)
+        sched.set_timesteps(steps, device=dev)
+        cfg = guidance > 1.0
+        with torch.no_grad():
+            sf = self.vae.config.scaling_factor
+            ref_latents = self.vae.encode(torch.stack([pixels(r, size) for r in refs]).to(dev, dt)).latent_dist.mean * sf
+            raw = self.encoder(refs).to(dt)
+            context = self.net.project(raw)
+            uncond = self.net.project(torch.zeros_like(raw)) if cfg else None
+            self.net.encode_reference(ref_latents, context)
+            guide = self.net.guiders({k: torch.stack(v).to(dev, dt) for k, v in conds.items()})
+            latents = latents.to(dev, dt) * sched.init_noise_sigma
+            for t in sched.timesteps:
+                x = sched.scale_model_input(latents, t)
+                pred = self.net.denoise(x, t, context, guide)
+                if cfg:   # unconditional: no reference at all, as trained with --uncond-prob
+                    bank, self.net.control.bank = self.net.control.bank, {}
+                    try:
+                        u = self.net.denoise(x, t, uncond, guide)
+                    finally:
+                        self.net.control.bank = bank
+                    pred = u + guidance * (pred - u)
+                latents = sched.step(pred, t, latents).prev_sample
+            self.net.control.clear()
+            img = self.vae.decode(latents / sf).sample
+        arr = ((img.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return [Image.fromarray(a, "RGB") for a in arr]
+
+
+def make_sample(job: Job, img, *, model: str, params: dict) -> dict:
+    from reidtools.shards import derive, history_entry
+
+    t = job.target
+    entry = history_entry("posegen", model=model, seed=job.seed, **params, reference=job.ref.key, index=job.index,
+                          target_pose={"format": t.pose["format"], "points": t.pose["points"]},
+                          target_source=t.key, target_camid=t.camid)
+    ref = {"__key__": job.ref.key, "__shard__": job.ref.shard, "json": job.ref.meta}
+    out = derive(ref, job.key, entry, jpg=img)
+    for k in CONTENT_KEYS:
+        out["json"].pop(k, None)
+    return out
+
+
+# ----------------------------------------------------------------------------- writing
+def sample_to(ckpt_dir: str, shards: list[str], output: str, manifest: dict, *, poses: list[str] | None,
+              per_id: int, steps: int, scheduler: str, guidance: float, size, batch_size: int, dtype: str,
+              device: str | None, seed: int, tau_ref: float, tau_tar: float, keypoints=None,
+              base: str | None = None, image_encoder: str | None = None, task=(0, 1), progress: bool = True) -> int:
+    """Generate and write; returns the number of samples written."""
+    from tqdm import tqdm
+
+    from reidtools.shards import STDIN, STDOUT, AtomicShard, ShardWriter, split_shards
+
+    if scheduler not in SCHEDULERS:
+        raise ReidError(f"--scheduler {scheduler!r} is not one of {', '.join(SCHEDULERS)}")
+    conditions = list(manifest["options"]["conditions"])
+    index, count = task
+    mine_paths = split_shards(shards, index, count)
+    mine = {n for n, s in enumerate(shards) if s in set(mine_paths)}
+    todo = []
+    for n in sorted(mine):
+        path = None if output == STDOUT else os.path.join(output, os.path.basename(shards[n]) if shards[n] != STDIN
+                                                          else "stdin-000000.tar")
+        if path is not None and os.path.exists(path):
+            log.info("%s exists, skipping %s", path, shards[n])
+            continue
+        todo.append((n, path))
+    if not todo:
+        return 0
+    scan = scan_persons(shards, {n for n, _ in todo}, conditions=conditions, tau_ref=tau_ref, tau_tar=tau_tar,
+                        keypoints=keypoints, want_bank=poses is None)
+    bank = scan.bank if poses is None else read_pose_bank(poses, conditions, tau_tar, keypoints)
+    if not bank:
+        raise ReidError(f"the pose bank is empty: no sample of {'the person shards' if poses is None else '--poses'} "
+                        f"passes pose-target (--tau-tar {tau_tar})")
+    if scan.no_ref:
+        log.warning("%d identities have no image passing pose-ref (--tau-ref %s) and get no new images: %s",
+                    len(scan.no_ref), tau_ref, ", ".join(map(str, sorted(scan.no_ref)[:10])))
+    plans = [(path, plan_jobs(scan, bank, n, per_id, seed)) for n, path in todo]
+    total = sum(len(j) for _, j in plans)
+    log.info("%d images for %d identities from a bank of %d poses", total, len(scan.refs), len(bank))
+    if total == 0:
+        raise ReidError("nothing to generate: no identity has a reference image passing pose-ref "
+                        f"(--tau-ref {tau_ref})")
+    gen = PoseGenerator(ckpt_dir, manifest, base=base, image_encoder=image_encoder, device=device, dtype=dtype)
+    params = {"checkpoint": os.path.abspath(ckpt_dir), "checkpoint_step": manifest.get("step"),
+              "image_encoder": gen.image_encoder, "conditions": conditions, "steps": steps, "scheduler": scheduler,
+              "guidance_scale": guidance, "size": list(size), "skeleton_threshold": gen.threshold,
+              "pose_bank": "dataset" if poses is None else "shards"}
+    bar = tqdm(total=total, desc="posegen", unit="img", disable=not progress, dynamic_ncols=True, leave=False)
+
+    def samples(jobs):
+        for i in range(0, len(jobs), batch_size):
+            chunk = jobs[i:i + batch_size]
+            for job, img in zip(chunk, gen(chunk, steps=steps, guidance=guidance, size=size, scheduler=scheduler)):
+                yield make_sample(job, img, model=gen.base, params=params)
+            bar.update(len(chunk))
+
+    written = 0
+    try:
+        if output == STDOUT:
+            with ShardWriter(output, prefix="posegen") as writer:
+                for _, jobs in plans:
+                    for s in samples(jobs):
+                        writer.write(s)
+                        written += 1
+        else:
+            os.makedirs(output, exist_ok=True)
+            for path, jobs in plans:
+                with AtomicShard(path) as out:
+                    for s in samples(jobs):
+                        out.write(s)
+                        written += 1
+                log.info("wrote %s (%d images)", path, len(jobs))
+    finally:
+        bar.close()
+    return written
