@@ -34,7 +34,7 @@ def demo(work: str, epochs: int, method: str) -> dict:
     run = os.path.join(work, f"run-{method}")
     t0 = time.perf_counter()
     if not os.path.exists(os.path.join(run, "model.safetensors")):
-        sh(*REID, "train", os.path.join(data, "train-*.tar"), "-o", run, "--backbone", "resnet-tiny",
+        sh(*REID, "train", os.path.join(data, "train-*.tar"), "-o", run, "--backbone", "resnet-small",
            "--method", method, "--size", "64x32", "--epochs", epochs, "--milestones", str(int(epochs * 0.75)),
            "--batch", "8x4", "--lr", "1e-3", "--workers", 1, "--cpu", "-q", "--log-every", 0)
     train_s = time.perf_counter() - t0
@@ -84,7 +84,7 @@ def throughput(backbone: str, size: tuple[int, int], p: int, k: int, steps: int)
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", default=None)
-    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--methods", default="baseline")
     ap.add_argument("--skip-demo", action="store_true")
     ap.add_argument("--skip-throughput", action="store_true")
@@ -98,6 +98,7 @@ def main() -> None:
     if not args.skip_throughput:
         results["throughput"] = [
             throughput("resnet-tiny", (64, 32), 8, 4, 10),
+            throughput("resnet-small", (64, 32), 8, 4, 10),
             throughput("resnet-tiny", (256, 128), 8, 4, 5),
             throughput("resnet50", (256, 128), 8, 4, 3),
         ]

@@ -33,8 +33,8 @@ def _batch(value: str) -> tuple[int, int]:
               help="Generated shards (samples with `source`); repeatable, globs/braces allowed.")
 @click.option("--method", type=click.Choice(["baseline", "cal", "hsal", "cal+hsal"]), default="baseline",
               help="Losses: baseline (CE + triplet), cal (CE + clothes-adversarial), hsal / cal+hsal (+ HSGL hard-sample triplet).")
-@click.option("--backbone", type=click.Choice(["resnet50", "vit-b16", "resnet-tiny", "vit-tiny"]), default="resnet50",
-              help="ResNet-50 (last stride 1) or CLIP ViT-B/16 image encoder; tiny configs for tests.")
+@click.option("--backbone", type=click.Choice(["resnet50", "vit-b16", "resnet-small", "resnet-tiny", "vit-tiny"]), default="resnet50",
+              help="ResNet-50 (last stride 1) or CLIP ViT-B/16 image encoder; resnet-small for CPU demos, tiny configs for tests.")
 @click.option("--pretrained", default=None, metavar="none|ID|DIR",
               help="Backbone weights: `none`, a Hugging Face id or a folder [default: microsoft/resnet-50 or openai/clip-vit-base-patch16; none for tiny].")
 @click.option("--epochs", type=int, default=60, help="Epochs (Simple-CCReID).")

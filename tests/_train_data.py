@@ -38,10 +38,10 @@ def write_train(out: str, ids: int = 6, outfits: int = 2, cams: int = 2, per: in
 
 
 def write_generated(out: str, real_dir_keys: list[str], variants: int = 2, shared_clothes: bool = True,
-                    bad_pid: int | None = None) -> None:
+                    bad_pid: int | None = None, maxcount: int = 1000) -> None:
     """`variants` generated images per real key, named KEY-inpaintNN; with `shared_clothes` every
     variant k wears catalogue garment `cat{k}` (try-on style: shared across identities)."""
-    with ShardWriter(out, prefix="gen") as w:
+    with ShardWriter(out, prefix="gen", maxcount=maxcount) as w:
         for key in real_dir_keys:
             pid = int(key[1:4])
             cam = int(key.split("_c")[1][0])

@@ -26,7 +26,7 @@ def reid(*argv) -> int:
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("traindata")
     keys = write_train(str(root / "train"), maxcount=20)
-    write_generated(str(root / "gen"), keys, variants=2)
+    write_generated(str(root / "gen"), keys, variants=2, maxcount=24)
     write_train(str(root / "test"), ids=4, per=1, prefix="query", split="query", pid0=100)
     write_train(str(root / "test"), ids=4, per=1, prefix="gallery", split="gallery", pid0=100)
     return root
@@ -127,8 +127,8 @@ def test_generated_pid_not_in_training_is_an_error(data, tmp_path, capsys):
 
 def test_concat_mix_puts_generated_in_the_pool(data, tmp_path):
     run = tmp_path / "run"
-    assert reid("train", data / "train", "--generated", data / "gen", "-o", run, *TINY, "--epochs", "1",
-                "--mix", "concat", "--method", "hsal") == 0
+    assert reid("train", data / "train", "--generated", data / "gen" / "gen-000000.tar", "-o", run, *TINY,
+                "--epochs", "1", "--mix", "concat", "--method", "hsal") == 0
     epoch = [r for r in _log(run) if r["type"] == "epoch"][0]
     assert "variant_fraction" not in epoch and "hatrip" in epoch
     assert epoch["n_hp_generated"] == _log(run)[0]["n_hp_generated"]   # every variant, from epoch 1
@@ -189,3 +189,36 @@ def test_last_stride_is_one():
     bb = build_backbone("resnet-tiny")
     # embedder /4, stages 2 and 3 /2 each, last stage stride 1: 32x16 -> 2x1
     assert tuple(bb(torch.randn(1, 3, 32, 16)).shape[2:]) == (2, 1)
+
+
+def test_progressive_needs_source(data, tmp_path, capsys):
+    from reidtools.shards import ShardWriter
+
+    from _train_data import person
+
+    with ShardWriter(str(tmp_path / "nosrc"), prefix="gen") as w:
+        w.write({"__key__": "orphan", "jpg": person(0, 1, 0, 0),
+                 "json": {"dataset": "tiny", "split": "train", "pid": 0, "camid": 0, "clothes": "x", "modality": "rgb"}})
+    assert reid("train", data / "train", "--generated", tmp_path / "nosrc", "-o", tmp_path / "run", *TINY,
+                "--epochs", "1") == 1
+    err = capsys.readouterr().err
+    assert "orphan" in err and "source" in err and "--mix concat" in err
+
+
+@pytest.mark.slow
+def test_two_processes_with_torchrun(data, tmp_path):
+    """Two gloo processes on the CPU, each reading its own shards (3 train shards: 2 + 1)."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "mp"
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    cmd = [torchrun, "--nproc_per_node", "2", "-m", "reidtools", "train", str(data / "train"), "-o", str(run),
+           "--generated", str(data / "gen"), *TINY, "--batch", "2x4", "--cpu", "--epochs", "2",
+           "--method", "cal+hsal", "--cal-start-epoch", "1"]
+    subprocess.run(cmd, check=True, timeout=600)
+    log = _log(run)
+    assert log[0]["processes"] == 2 and log[0]["real"] == 48
+    assert sorted(os.listdir(run / "checkpoints" / "epoch-0002")) == [
+        "model.safetensors", "optimizer.pt", "rng-0.safetensors", "rng-1.safetensors", "state.json"]
+    assert (run / "model.safetensors").is_file()

@@ -5,7 +5,7 @@
   trick of BoT/CAL: a 16x8 instead of 8x4 map at 256x128). Output: the last feature map.
 - CLIP ViT-B/16 image encoder (`vit-b16`): `CLIPVisionModel` with positional embeddings interpolated
   to the ReID input size. Output: the class token after the final layer norm (`pooler_output`).
-- `resnet-tiny` / `vit-tiny`: the same classes with tiny configs, for tests and CPU demos.
+- `resnet-small`: a ResNet-10-like config for CPU demos; `resnet-tiny` / `vit-tiny`: tiny configs for tests.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from torch import nn
 
 from reidtools.errors import ReidError
 
-BACKBONES = ("resnet50", "vit-b16", "resnet-tiny", "vit-tiny")
+BACKBONES = ("resnet50", "vit-b16", "resnet-small", "resnet-tiny", "vit-tiny")
 DEFAULT_PRETRAINED = {"resnet50": "microsoft/resnet-50", "vit-b16": "openai/clip-vit-base-patch16",
-                      "resnet-tiny": "none", "vit-tiny": "none"}
+                      "resnet-small": "none", "resnet-tiny": "none", "vit-tiny": "none"}
 
 
 def family(name: str) -> str:
@@ -30,6 +30,9 @@ def default_config(name: str):
     if name == "resnet50":
         return ResNetConfig(embedding_size=64, hidden_sizes=[256, 512, 1024, 2048], depths=[3, 4, 6, 3],
                             layer_type="bottleneck", hidden_act="relu")
+    if name == "resnet-small":   # a ResNet-10-like net for CPU demos (basic blocks, 1.2M parameters)
+        return ResNetConfig(embedding_size=32, hidden_sizes=[32, 64, 128, 256], depths=[1, 1, 1, 1],
+                            layer_type="basic", hidden_act="relu")
     if name == "resnet-tiny":
         return ResNetConfig(embedding_size=8, hidden_sizes=[16, 32, 32, 64], depths=[1, 1, 1, 1],
                             layer_type="bottleneck", hidden_act="relu")

@@ -46,8 +46,9 @@ class LabelMaps:
         return {"pids": {str(k): v for k, v in self.pids.items()}, "clothes": dict(self.clothes)}
 
 
-def read_records(shards: list[str], *, generated: bool, keep=None) -> list[Record]:
-    """Records of every sample in `shards`. `keep(meta, key)` -> False drops the image bytes."""
+def read_records(shards: list[str], *, generated: bool, keep=None, need_source: bool = False) -> list[Record]:
+    """Records of every sample in `shards`. `keep(meta, key)` -> False drops the image bytes;
+    `need_source`: every sample must name the real image it was made from (progressive pairing)."""
     from reidtools.shards import image_field, iter_samples, require
 
     out: list[Record] = []
@@ -55,8 +56,8 @@ def read_records(shards: list[str], *, generated: bool, keep=None) -> list[Recor
         hint = "generated shards must carry the metadata of their source" if generated else None
         m = require(sample, "pid", "camid", "clothes", hint=hint)
         key = sample["__key__"]
-        if generated and not m.get("source"):
-            raise SampleError(sample["__shard__"], key, "generated sample has no 'source' (the key of the real image it came from)")
+        if need_source and not m.get("source"):
+            raise SampleError(sample["__shard__"], key, "generated sample has no 'source' (the key of the real image it came from), which --mix progressive needs; use --mix concat for such samples")
         field_name = image_field(sample)
         if field_name is None:
             raise SampleError(sample["__shard__"], key, "no image field (jpg/png)")
@@ -66,7 +67,7 @@ def read_records(shards: list[str], *, generated: bool, keep=None) -> list[Recor
             data.save(buf, format="PNG")
             data = buf.getvalue()
         out.append(Record(key=key, pid=int(m["pid"]), camid=int(m["camid"]), clothes=str(m["clothes"]),
-                          data=data, generated=generated, source=m.get("source") if generated else None))
+                          data=data, generated=generated, source=(m.get("source") or key) if generated else None))
     return out
 
 

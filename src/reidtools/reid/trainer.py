@@ -89,7 +89,7 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
     if gen_shards:
         if progressive:   # variants of this process's real images may sit in any generated shard
             local = {r.key for r in real}
-            every = read_records(gen_shards, generated=True, keep=lambda m, k: m.get("source") in local)
+            every = read_records(gen_shards, generated=True, need_source=True, keep=lambda m, k: m.get("source") in local)
             assign_variants(every)
             gen = [g for g in every if g.data is not None]
             gen_rows = _rows(every) if rank == 0 else []
@@ -125,7 +125,7 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
 
     # ------------------------------------------------------------------ model
     torch.manual_seed(cfg.seed)
-    if saved is not None:
+    if saved is not None and ckpt is not None:   # weights come from the checkpoint: no hub access
         backbone = build_backbone(cfg.backbone, config_dict=saved["backbone_config"])
     else:
         backbone = build_backbone(cfg.backbone, cfg.pretrained)
@@ -151,7 +151,7 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
         runio.load_rng(ckpt, rank)
         log.info("resuming %s from epoch %d (step %d)", run_dir, start_epoch + 1, global_step)
 
-    if main and saved is None:
+    if main and (saved is None or ckpt is None):
         os.makedirs(run_dir, exist_ok=True)
         runio.write_config(run_dir, {
             "options": cfg.to_dict(),
