@@ -44,11 +44,11 @@ def rank_block(dist, good, removed, gallery_codes=None, num_codes: int = 0) -> d
     int64 key (row << 32 | order-preserving distance bits) with a stable sort, so equal distances
     keep gallery order; an item's rank is then its position within its row.
     """
-    d = np.asarray(dist.numpy() if hasattr(dist, "numpy") else dist, dtype=np.float32) + np.float32(0.0)
+    d = np.asarray(dist.numpy() if hasattr(dist, "numpy") else dist, dtype=np.float32)
     good, removed = np.asarray(good, dtype=bool), np.asarray(removed, dtype=bool)
     if np.isnan(d).any():
         raise ValueError("distances contain NaN (features with NaN or infinite values?)")
-    B = d.shape[0]
+    B, G = d.shape
     num_pos = good.sum(1).astype(np.int64)
     valid = num_pos > 0
     out = {"num_pos": num_pos, "ap": np.zeros(B), "inp": np.zeros(B), "first_rank": np.zeros(B, np.int64)}
@@ -57,11 +57,13 @@ def rank_block(dist, good, removed, gallery_codes=None, num_codes: int = 0) -> d
     if not valid.any():
         return out
     farthest = np.where(good, d, np.float32(-np.inf)).max(1)
-    cand = (d <= farthest[:, None]) & ~removed
-    rows, cols = np.nonzero(cand)
-    order = np.argsort((rows.astype(np.int64) << 32) | _ordered_bits(d[rows, cols]), kind="stable")
-    rows, cols = rows[order], cols[order]
-    is_good = good[rows, cols]
+    flat = np.flatnonzero(d <= farthest[:, None])       # candidates, before dropping removed items
+    flat = flat[~removed.ravel()[flat]]
+    rows, cols = flat // G, flat % G
+    vals = d.ravel()[flat] + np.float32(0.0)              # -0.0 -> +0.0: equal distances, equal bits
+    order = np.argsort((rows << 32) | _ordered_bits(vals), kind="stable")
+    rows, cols, flat = rows[order], cols[order], flat[order]
+    is_good = good.ravel()[flat]
     row_start = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=B))[:-1]])
     rank = np.arange(len(rows), dtype=np.int64) - row_start[rows] + 1      # 1-based rank within its row
     g_idx = np.flatnonzero(is_good)
