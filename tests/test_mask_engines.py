@@ -83,7 +83,7 @@ def test_pose_mask_iou_on_synthetic_ground_truth(synth_dir, capsys):
 
 
 # ----------------------------------------------------------------------------- schp-onnx
-def build_onnx(path, size=(32, 24), n=20):
+def build_onnx(path, size=(32, 24), n=20, batch=1):
     """Three outputs like SCHP's export: aux parsing (n ch), fusion parsing (n ch), edge (2 ch).
     fusion: label 0 = B channel, label 5 (upper-clothes) = R channel, others bias -100; aux votes label 7."""
     import onnx
@@ -100,10 +100,10 @@ def build_onnx(path, size=(32, 24), n=20):
     nodes = [helper.make_node("Conv", ["input.1", "wa", "ba"], ["aux"]),
              helper.make_node("Conv", ["input.1", "wf", "bf"], ["fusion"]),
              helper.make_node("Conv", ["input.1", "we", "be"], ["edge"])]
-    graph = helper.make_graph(nodes, "tiny_schp", [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [1, 3, h, w])],
-                              [helper.make_tensor_value_info("aux", TensorProto.FLOAT, [1, n, h, w]),
-                               helper.make_tensor_value_info("fusion", TensorProto.FLOAT, [1, n, h, w]),
-                               helper.make_tensor_value_info("edge", TensorProto.FLOAT, [1, 2, h, w])], inits)
+    graph = helper.make_graph(nodes, "tiny_schp", [helper.make_tensor_value_info("input.1", TensorProto.FLOAT, [batch, 3, h, w])],
+                              [helper.make_tensor_value_info("aux", TensorProto.FLOAT, [batch, n, h, w]),
+                               helper.make_tensor_value_info("fusion", TensorProto.FLOAT, [batch, n, h, w]),
+                               helper.make_tensor_value_info("edge", TensorProto.FLOAT, [batch, 2, h, w])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.save(model, str(path))
@@ -133,6 +133,18 @@ def test_schp_onnx_engine_reads_model_and_maps_back(tmp_path):
     assert labels.shape == (20, 10)
     # SCHP maps the last row back from just beyond its input (zero border) -> background there
     assert (labels[:-1, :4] == 5).all() and (labels[:, 6:] == 0).all()
+
+
+def test_schp_onnx_dynamic_batch_matches_single(tmp_path):
+    from reidtools.vision.parsing_onnx import SchpOnnx
+
+    rng = np.random.default_rng(0)
+    imgs = [Image.fromarray(rng.integers(0, 256, (20, 10, 3), dtype=np.uint8)) for _ in range(3)]
+    single = SchpOnnx(str(build_onnx(tmp_path / "a.onnx")))
+    multi = SchpOnnx(str(build_onnx(tmp_path / "b.onnx", batch="N")))
+    assert multi.batched and not single.batched
+    for a, b in zip(single(imgs), multi(imgs)):
+        assert np.array_equal(a, b)
 
 
 def test_schp_onnx_cli(synth_dir, tmp_path):

@@ -125,7 +125,7 @@ class SchpOnnx:
         self.labels = labels
         h, w = inp.shape[2], inp.shape[3]
         self.size = (h, w) if isinstance(h, int) and isinstance(w, int) else DEFAULT_SIZE[labels]
-        self.batched = not isinstance(inp.shape[0], int) or inp.shape[0] != 1
+        self.batched = not isinstance(inp.shape[0], int)  # a fixed batch dim: one image per call
 
     def __call__(self, images: list[Image.Image]) -> list[np.ndarray]:
         x = np.stack([preprocess(im, self.size) for im in images])
