@@ -7,12 +7,19 @@ import click
 from reidtools.commands._options import command, progress_enabled
 
 
-def _ints(text: str) -> list[int]:
-    return [int(v) for v in str(text).replace(",", " ").split()]
+def _items(value) -> list[str]:
+    # "5,10,15" on the command line; [5, 10, 15] from a --config YAML list
+    if isinstance(value, (list, tuple)):
+        return [str(v) for v in value]
+    return str(value).strip("[]() ").replace(",", " ").split()
 
 
-def _floats(text: str) -> list[float]:
-    return [float(v) for v in str(text).replace(",", " ").split()]
+def _ints(value) -> list[int]:
+    return [int(v) for v in _items(value)]
+
+
+def _floats(value) -> list[float]:
+    return [float(v) for v in _items(value)]
 
 
 def _batch(value: str) -> tuple[int, int]:

@@ -63,7 +63,10 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
     from reidtools.shards import expand_inputs, split_shards
 
     kwargs = [DistributedDataParallelKwargs(find_unused_parameters=False)]
-    acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cpu, kwargs_handlers=kwargs)
+    try:
+        acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cpu, kwargs_handlers=kwargs)
+    except (ValueError, RuntimeError) as exc:
+        raise ReidError(f"--mixed-precision {cfg.mixed_precision}: accelerate cannot set up this machine ({exc})") from None
     rank, world = acc.process_index, acc.num_processes
     main = acc.is_main_process
 
@@ -108,7 +111,11 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
         orphan = next((g for g in rows_gen if g.source not in real_keys), None)
         if orphan is not None:
             raise ReidError(f"generated sample {orphan.key!r}: its source {orphan.source!r} is not in the training shards")
-    label_of = {(r.pid): maps.pids[r.pid] for r in rows_real}
+    if saved is not None:
+        with open(os.path.join(run_dir, runio.LABELS), encoding="utf-8") as fh:
+            if json.load(fh) != json.loads(json.dumps(maps.to_json())):
+                raise ReidError(f"--resume: the identities or clothes ids of the input shards differ from {run_dir}/labels.json")
+    label_of = {r.pid: maps.pids[r.pid] for r in rows_real}
     for r in real + gen:
         r.label = label_of[r.pid]
         r.clothes_label = maps.clothes[r.clothes]
