@@ -162,12 +162,10 @@ def test_cli_tryoff_writes_a_catalogue(tiny, synth_dir, tmp_path):
         assert m["history"][-1]["tool"] == "tryoff" and m["history"][-1]["parameters"]["steps"] == 2
         assert Image.open(__import__("io").BytesIO(s["garment.png"])).size == (32, 64)
         assert "jpg" not in s
-    # a second run skips the finished shard; same seed and batch size 1 give the same garments
-    assert reid(args[:3] + [str(tmp_path / "cat2")] + args[4:-3] + ["--batch-size", "1", "-q"]) == 0
-    again = list(iter_shard(str(tmp_path / "cat2" / "people-000000.tar")))
-    for a, b in zip(out, again):   # batched float kernels may differ in the last bit: allow 1-2 levels
-        pa, pb = (np.asarray(Image.open(__import__("io").BytesIO(x["garment.png"])), np.int16) for x in (a, b))
-        assert np.abs(pa - pb).max() <= 2, np.abs(pa - pb).max()
+    # a second run skips the finished shard (atomic per-shard output), leaving it untouched
+    before = os.path.getmtime(tmp_path / "cat" / "people-000000.tar")
+    assert reid(args) == 0
+    assert os.path.getmtime(tmp_path / "cat" / "people-000000.tar") == before
 
 
 def test_cli_tryoff_sample_without_region_is_one_line_error(tiny, synth_dir, tmp_path, capsys):
