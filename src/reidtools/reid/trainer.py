@@ -111,7 +111,7 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
         orphan = next((g for g in rows_gen if g.source not in real_keys), None)
         if orphan is not None:
             raise ReidError(f"generated sample {orphan.key!r}: its source {orphan.source!r} is not in the training shards")
-    if saved is not None:
+    if saved is not None and os.path.exists(os.path.join(run_dir, runio.LABELS)):
         with open(os.path.join(run_dir, runio.LABELS), encoding="utf-8") as fh:
             if json.load(fh) != json.loads(json.dumps(maps.to_json())):
                 raise ReidError(f"--resume: the identities or clothes ids of the input shards differ from {run_dir}/labels.json")
