@@ -95,3 +95,25 @@ def test_batch_mismatch_is_an_error(unets):
             attn(torch.zeros(3, 4, 32))
     finally:
         ctl.remove()
+
+
+def test_zero_unconditional_gives_the_first_half_zero_reference(unets):
+    main, _ = unets
+    attn = main.down_blocks[0].attentions[0].transformer_blocks[0].attn1
+    name = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.processor"
+    g = torch.Generator().manual_seed(2)
+    own, ref = torch.randn(1, 4, 32, generator=g), torch.randn(1, 3, 32, generator=g)
+    ctl = ReferenceAttentionControl(main)
+    try:
+        ctl.store({name: ref})
+        ctl.zero_unconditional()
+        assert ctl.bank[name].shape == (2, 3, 32) and not ctl.bank[name][0].any()
+        with ctl.read(), torch.no_grad():
+            out = attn(torch.cat([own, own]))
+            ctl.bank[name] = torch.zeros(1, 3, 32)
+            zero_ref = attn(own)
+            ctl.bank[name] = ref
+            with_ref = attn(own)
+        assert torch.allclose(out[0], zero_ref[0], atol=1e-6) and torch.allclose(out[1], with_ref[0], atol=1e-6)
+    finally:
+        ctl.remove()

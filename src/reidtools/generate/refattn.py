@@ -11,6 +11,8 @@ API
         reference_unet(ref_latents, t, encoder_hidden_states=...)   #   input hidden states
     with ctl.read():                   # main pass(es): attn1 attends over concat(own, reference)
         main_unet(latents, t, encoder_hidden_states=...)            #   keys/values, own tokens out
+    ctl.zero_unconditional()           # optional, for guidance: batch [uncond | cond] with zero
+                                       #   reference features for the unconditional half (IDM-VTON)
     ctl.clear()                        # drop the stored features (next reference image)
     ctl.remove()                       # restore both U-Nets' original processors
 
@@ -131,6 +133,14 @@ class ReferenceAttentionControl:
     def store(self, features: dict) -> None:
         """Put precomputed features (main-U-Net processor name -> (B, N, C) tensor) in the bank."""
         self.bank.update(features)
+
+    def zero_unconditional(self) -> None:
+        """Classifier-free guidance as IDM-VTON does it: each entry v becomes concat([zeros, v]) along
+        the batch, so the unconditional half of the main batch attends over zero reference tokens
+        (not the same as no reference: zero keys still take softmax mass)."""
+        import torch
+
+        self.bank = {k: torch.cat([torch.zeros_like(v), v]) for k, v in self.bank.items()}
 
     def clear(self) -> None:
         self.bank.clear()
