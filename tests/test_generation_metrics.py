@@ -110,3 +110,21 @@ def test_evaluate_generation_with_a_transformers_vision_model(tmp_path):
     res = evaluate_generation(real, gen, str(model_dir))
     assert res["feature_dim"] == 16            # the model's pooled output, not the stored feat.npy
     assert res["identity"]["ids_matched"] == 2 and np.isfinite(res["frechet_distance"])
+
+
+def test_evaluate_generation_with_a_reid_run_folder(tmp_path):
+    from _train_data import write_train
+
+    from reidtools.commands import cli as group
+    from reidtools.commands._options import run_cli
+
+    write_train(str(tmp_path / "real"), ids=4, per=1)
+    write_train(str(tmp_path / "gen"), ids=3, per=1, prefix="gen")
+    run = tmp_path / "run"
+    assert run_cli(group, ["train", str(tmp_path / "real"), "-o", str(run), "--backbone", "resnet-tiny",
+                           "--size", "32x16", "--batch", "2x2", "--workers", "0", "--epochs", "1", "-q"]) == 0
+    res = evaluate_generation([str(tmp_path / "real" / "train-000000.tar")], [str(tmp_path / "gen" / "gen-000000.tar")],
+                              str(run))
+    assert res["extractor"] == str(run) and res["num_real"] == 16 and res["num_generated"] == 12
+    # the generated images are copies of real ones, so same-id pairs are closer than different-id pairs
+    assert res["identity"]["intra_mean"] < res["identity"]["inter_mean"]

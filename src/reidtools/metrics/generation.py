@@ -152,3 +152,21 @@ def evaluate_generation(real_shards: list[str], gen_shards: list[str], extractor
     else:
         out["identity"] = None   # e.g. FID of generated IR against another dataset's real IR images
     return out
+
+
+def generation_table(result: dict) -> str:
+    """A readable summary of `evaluate_generation` (stderr of `reid eval --generated`)."""
+    lines = [f"generation quality on {result['extractor']} features ({result['feature_dim']}-d): "
+             f"{result['num_generated']} generated vs {result['num_real']} real",
+             f"  Fréchet distance      {result['frechet_distance']:.4f}"]
+    ident = result.get("identity")
+    if ident:
+        lines += [f"  intra-identity ({ident['metric']})  {ident['intra_mean']:.4f} ± {ident['intra_std']:.4f}"
+                  f"  ({ident['intra_pairs']} pairs, {ident['ids_matched']} ids)",
+                  f"  inter-identity ({ident['metric']})  {ident['inter_mean']:.4f} ± {ident['inter_std']:.4f}"
+                  f"  ({ident['inter_pairs']} pairs)"]
+    else:
+        lines.append("  identity preservation: no pid shared by generated and real samples")
+    if result.get("note"):
+        lines.append(f"  note: {result['note']}")
+    return "\n".join(lines)
