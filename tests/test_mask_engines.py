@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import io
-import json
 import subprocess
 import sys
-import tarfile
 
 import numpy as np
 import pytest
