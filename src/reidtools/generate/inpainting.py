@@ -53,12 +53,25 @@ class InpaintSettings:
     extra: dict = field(default_factory=dict)
 
 
+def task_device(requested: str | None = None):
+    """`requested`, else this process's own GPU under accelerate/torchrun (cuda:LOCAL_RANK), else the
+    best device: one process per GPU, each on its share of the shards."""
+    import os
+
+    import torch
+
+    from reidtools.runtime import best_device
+
+    local = os.environ.get("LOCAL_RANK")
+    if requested is None and local not in (None, "") and torch.cuda.is_available():
+        return torch.device(f"cuda:{int(local) % torch.cuda.device_count()}")
+    return best_device(requested)
+
+
 def load_pipeline(model: str, *, device, dtype, scheduler: str = "default", channels_last: bool = True,
                   compile: bool = False):
     """StableDiffusionInpaintPipeline from a hub id (local cache) or folder, on `device` in `dtype`."""
-    import torch
     from diffusers import StableDiffusionInpaintPipeline
-    from diffusers.models.attention_processor import AttnProcessor2_0
 
     from reidtools.hub import resolve_model
 
@@ -75,6 +88,14 @@ def load_pipeline(model: str, *, device, dtype, scheduler: str = "default", chan
         import diffusers
 
         pipe.scheduler = getattr(diffusers, SCHEDULERS[scheduler]).from_config(pipe.scheduler.config)
+    return optimize_pipeline(pipe, device, channels_last=channels_last, compile=compile)
+
+
+def optimize_pipeline(pipe, device, *, channels_last: bool = True, compile: bool = False):
+    """Move to `device`; SDPA attention, channels-last U-Net, optional regional torch.compile."""
+    import torch
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(device)
     pipe.unet.set_attn_processor(AttnProcessor2_0())     # PyTorch SDPA (flash / memory-efficient kernels)

@@ -39,12 +39,17 @@ def write_clip_tokenizer(folder: str, max_length: int = 77):
     return tok
 
 
-def build_inpaint_pipeline(folder: str, *, unet: dict | None = None, text_dim: int | None = None,
-                           seed: int = 0, vae_channels: tuple[int, ...] = (16, 32)):
-    """Save a random-weight StableDiffusionInpaintPipeline (9-channel U-Net) to `folder`; return it.
+SD15_TEXT = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
+SD15_VAE = (128, 256, 512, 512)
 
-    `unet` overrides the U-Net config (default TINY_UNET; SD15_UNET gives SD-1.5 sizes). The VAE
-    downsamples by 2**(len(vae_channels)-1); with the default (16, 32) that is 2, not SD's 8.
+
+def make_inpaint_pipeline(*, unet: dict | None = None, text: dict | None = None,
+                          vae_channels: tuple[int, ...] = (16, 32), seed: int = 0):
+    """A random-weight StableDiffusionInpaintPipeline (9-channel U-Net) in memory.
+
+    `unet` overrides the U-Net config (default TINY_UNET; SD15_UNET gives SD-1.5 sizes), `text` the
+    CLIP text config (SD15_TEXT: ViT-L/14's text tower). The VAE downsamples by
+    2**(len(vae_channels)-1): 2 with the default (16, 32), SD's 8 with SD15_VAE.
     """
     import torch
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
@@ -52,22 +57,29 @@ def build_inpaint_pipeline(folder: str, *, unet: dict | None = None, text_dim: i
 
     torch.manual_seed(seed)
     ucfg = dict(TINY_UNET if unet is None else unet)
-    text_dim = text_dim or ucfg["cross_attention_dim"]
+    tcfg = dict(text or dict(hidden_size=ucfg["cross_attention_dim"], intermediate_size=2 * ucfg["cross_attention_dim"],
+                             num_hidden_layers=2, num_attention_heads=2))
     unet_model = UNet2DConditionModel(sample_size=32, in_channels=9, out_channels=4, **ucfg)
+    groups = 8 if min(vae_channels) < 32 else 32
     vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4,
-                        block_out_channels=vae_channels, layers_per_block=1, norm_num_groups=8,
+                        block_out_channels=vae_channels, layers_per_block=1 if groups == 8 else 2,
+                        norm_num_groups=groups,
                         down_block_types=("DownEncoderBlock2D",) * len(vae_channels),
                         up_block_types=("UpDecoderBlock2D",) * len(vae_channels))
     with tempfile.TemporaryDirectory() as tok_dir:
         tokenizer = write_clip_tokenizer(tok_dir)
-    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=text_dim, intermediate_size=2 * text_dim,
-                                        num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=77,
-                                        bos_token_id=0, eos_token_id=1, pad_token_id=1))
+    text_model = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), max_position_embeddings=77,
+                                              bos_token_id=0, eos_token_id=1, pad_token_id=1, **tcfg))
     scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               num_train_timesteps=1000, skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False)
-    pipe = StableDiffusionInpaintPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet_model,
+    return StableDiffusionInpaintPipeline(vae=vae, text_encoder=text_model, tokenizer=tokenizer, unet=unet_model,
                                           scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                           requires_safety_checker=False)
+
+
+def build_inpaint_pipeline(folder: str, **kwargs):
+    """`make_inpaint_pipeline(**kwargs)` saved with `save_pretrained` (safetensors) to `folder`."""
+    pipe = make_inpaint_pipeline(**kwargs)
     pipe.save_pretrained(folder, safe_serialization=True)
     return pipe
 
