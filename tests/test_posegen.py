@@ -232,7 +232,7 @@ def test_sample_records_target_poses_and_is_reproducible(ckpt, synth_dir, tmp_pa
         m = meta(s)
         h = m["history"][-1]
         assert h["tool"] == "posegen" and s["__key__"] == f"{m['source']}-pose{h['parameters']['index']:03d}"
-        assert h["seed"] == derive_seed(0, "posegen-noise", m["pid"], h["parameters"]["index"])
+        assert h["seed"] == derive_seed(0, "posegen-noise", "synth", m["pid"], h["parameters"]["index"])
         assert m["source"].startswith(f"synth_p{m['pid']:04d}_")    # the reference is the same identity
         assert "pose" not in m                                      # the reference's pose is not the output's
         fmt, pts = target_pose(s)                                   # where `reid filter --rule pose-gen` reads it
@@ -277,3 +277,40 @@ def test_clear_errors(tiny_models, synth_dir, tmp_path, capsys):
     assert _fit(tiny_models, train, tmp_path / "g", "--keypoints", "left_toe") == 2
     assert run(["posegen", "sample", str(tmp_path), str(train), "-o", str(tmp_path / "o")]) == 1
     assert "not a `reid posegen fit` checkpoint" in capsys.readouterr().err
+
+
+def test_sd15_sized_guiders_fit_the_unet_conv_in():
+    # the real layout, on the meta device (no memory): a 512x256 skeleton -> (320, 64, 32) = conv_in(64x32 latent)
+    from accelerate import init_empty_weights
+    from diffusers import UNet2DConditionModel
+
+    from reidtools.generate.posegen import build_net
+    from reidtools.generate.tiny import SD15_UNET
+
+    with init_empty_weights():
+        unet = UNet2DConditionModel(sample_size=64, in_channels=4, out_channels=4, **SD15_UNET)
+        net = build_net(unet, unet, ["skeleton", "depth", "normal"], (16, 32, 96, 256), "conv_in", 768, False)
+    assert net.image_proj is None                     # CLIP ViT-L/14's 768 = SD 1.5's cross_attention_dim
+    y = net.guiders({"skeleton": torch.empty(1, 3, 512, 256, device="meta"),
+                     "depth": torch.empty(1, 1, 512, 256, device="meta"),
+                     "normal": torch.empty(1, 3, 512, 256, device="meta")})
+    assert y.shape == unet.conv_in(torch.empty(1, 4, 64, 32, device="meta")).shape == (1, 320, 64, 32)
+    net.control.remove()
+
+
+def test_pairs_keep_equal_pids_of_two_datasets_apart(synth_dir, tmp_path):
+    from reidtools.generate.posegen import FitOptions, pick_reference, read_pairs
+    from reidtools.shards import ShardWriter, iter_samples, meta
+
+    with ShardWriter(str(tmp_path), prefix="mix") as w:
+        for s in iter_samples([str(synth_dir / "train-000000.tar")]):
+            m = meta(s)
+            if m["camid"] == 2:
+                m["dataset"] = "other"
+            w.write(s)
+    ps = read_pairs([str(tmp_path / "mix-000000.tar")], FitOptions(tau_ref=0.2, tau_tar=0.5))
+    assert {d for d, _ in ps.refs} == {"synth", "other"}
+    for t in ps.targets:
+        for slot in range(3):
+            j = pick_reference(ps, t, 0, slot, 0)
+            assert ps.pids[j] == ps.pids[t] and j != t

@@ -150,7 +150,7 @@ def extras_of(sample: dict, conditions) -> dict:
 @dataclass
 class PairSet:
     images: list = field(default_factory=list)     # encoded image bytes
-    pids: list = field(default_factory=list)
+    pids: list = field(default_factory=list)       # identity(meta): (dataset, pid)
     poses: list = field(default_factory=list)
     extras: list = field(default_factory=list)     # {condition: bytes}
     where: list = field(default_factory=list)      # (shard, key)
@@ -158,6 +158,11 @@ class PairSet:
     targets: list = field(default_factory=list)    # indices passing pose-target with another ref of their pid
     dataset: str | None = None
     counts: dict = field(default_factory=dict)
+
+
+def identity(m: dict) -> tuple[str, int]:
+    """(dataset, pid): equal pids of different datasets are different people."""
+    return (str(m.get("dataset") or ""), int(m["pid"]))
 
 
 def _bytes_of(sample: dict, name: str) -> bytes:
@@ -185,9 +190,9 @@ def read_pairs(shards: list[str], opts: FitOptions) -> PairSet:
         fld = image_field(sample)
         if fld is None:
             raise SampleError(sample["__shard__"], sample["__key__"], "no image field")
-        pid = int(m["pid"])
-        if pid < 0:          # junk/distractor labels (Market's -1)
+        if int(m["pid"]) < 0:          # junk/distractor labels (Market's -1)
             continue
+        pid = identity(m)
         i = len(ps.images)
         if ref_rule(sample).passed:
             ps.refs.setdefault(pid, []).append(i)

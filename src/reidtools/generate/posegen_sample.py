@@ -2,12 +2,14 @@
 
 - Pose bank: the poses (and depth/normal fields, when the checkpoint uses them) of the samples that
   pass pose-target (eq. 4), from `--poses` shards or, by default, from the person shards themselves.
-- References: a pid's images that pass pose-ref (eq. 3).
-- Job (pid, index), index < per_id: reference and target pose drawn by rng(seed, "posegen", pid,
-  index); initial noise from derive_seed(seed, "posegen-noise", pid, index). So an image depends only
-  on the seed, the inputs and its (pid, index): not on batching or task splitting.
-- Output follows the input shards: a pid's images go to the output shard named after the first input
-  shard holding that pid; written atomically, finished shards skipped on a re-run.
+- References: an identity's images that pass pose-ref (eq. 3). An identity is (dataset, pid), so
+  equal pids of different datasets stay apart.
+- Job (identity, index), index < per_id: reference and target pose drawn by rng(seed, "posegen",
+  dataset, pid, index); initial noise from derive_seed(seed, "posegen-noise", dataset, pid, index).
+  So an image depends only on the seed, the inputs and its (identity, index): not on batching or
+  task splitting.
+- Output follows the input shards: an identity's images go to the output shard named after the
+  first input shard holding it; written atomically, finished shards skipped on a re-run.
 - The target pose is recorded as history[-1]["parameters"]["target_pose"] = {"format", "points"}, where
   `reid filter --rule pose-gen` (eqs. 5-6) reads it once `reid pose` has estimated the output's pose.
 """
@@ -21,8 +23,8 @@ from dataclasses import dataclass, field
 
 from reidtools.errors import ReidError, SampleError
 from reidtools.generate.posegen import (CONTENT_KEYS, DENOISING, REFERENCE, _bytes_of, _condition_fields,
-                                        build_net, condition_tensors, load_base, load_parts, load_unet_folder,
-                                        pixels)
+                                        build_net, condition_tensors, identity, load_base, load_parts,
+                                        load_unet_folder, pixels)
 from reidtools.seeding import derive_seed, rng
 
 log = logging.getLogger("reidtools")
@@ -48,7 +50,7 @@ class Reference:
 
 @dataclass
 class Job:
-    pid: int
+    ident: tuple      # (dataset, pid)
     index: int
     ref: Reference
     target: PoseEntry
@@ -110,11 +112,11 @@ def scan_persons(shards: list[str], mine: set[int], *, conditions, tau_ref: floa
     for n, shard in enumerate(shards):
         for sample in iter_shard(shard):
             m = require(sample, "pid", "pose", hint="`reid posegen sample` needs pids and poses (run `reid pose`)")
-            pid = int(m["pid"])
             if want_bank and tar_rule(sample).passed:
                 scan.bank.append(_pose_entry(sample, m, conditions))
-            if pid < 0:
+            if int(m["pid"]) < 0:
                 continue
+            pid = identity(m)
             scan.owner.setdefault(pid, n)
             seen.add(pid)
             if scan.owner[pid] in mine and ref_rule(sample).passed:
@@ -129,13 +131,13 @@ def scan_persons(shards: list[str], mine: set[int], *, conditions, tau_ref: floa
 
 def plan_jobs(scan: PersonScan, bank: list[PoseEntry], shard_no: int, per_id: int, seed: int) -> list[Job]:
     jobs = []
-    for pid in sorted(p for p, o in scan.owner.items() if o == shard_no and p in scan.refs):
-        refs = scan.refs[pid]
+    for ident in sorted(p for p, o in scan.owner.items() if o == shard_no and p in scan.refs):
+        refs = scan.refs[ident]
         for index in range(per_id):
-            r = rng(seed, "posegen", pid, index)
+            r = rng(seed, "posegen", *ident, index)
             ref = refs[int(r.integers(len(refs)))]
             target = bank[int(r.integers(len(bank)))]
-            jobs.append(Job(pid, index, ref, target, derive_seed(seed, "posegen-noise", pid, index)))
+            jobs.append(Job(ident, index, ref, target, derive_seed(seed, "posegen-noise", *ident, index)))
     return jobs
 
 
@@ -278,7 +280,7 @@ def sample_to(ckpt_dir: str, shards: list[str], output: str, manifest: dict, *, 
                         f"passes pose-target (--tau-tar {tau_tar})")
     if scan.no_ref:
         log.warning("%d identities have no image passing pose-ref (--tau-ref %s) and get no new images: %s",
-                    len(scan.no_ref), tau_ref, ", ".join(map(str, sorted(scan.no_ref)[:10])))
+                    len(scan.no_ref), tau_ref, ", ".join(f"{d}/{p}" if d else str(p) for d, p in sorted(scan.no_ref)[:10]))
     plans = [(path, plan_jobs(scan, bank, n, per_id, seed)) for n, path in todo]
     total = sum(len(j) for _, j in plans)
     log.info("%d images for %d identities from a bank of %d poses", total, len(scan.refs), len(bank))
