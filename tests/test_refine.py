@@ -285,8 +285,10 @@ def test_cli_variants_without_features_need_a_model(tmp_path, capsys):
     assert rc == 1 and "q000-inpaint00: missing field 'feat.npy': pass --model" in err
 
 
+@pytest.mark.slow
 def test_cli_with_a_tiny_trained_run(tmp_path, capsys):
-    """The whole chain on images: train a tiny run, then refine with image variants (no feat.npy)."""
+    """The whole chain on images: train a tiny run, then refine with image variants (no feat.npy).
+    Slow only because of `reid train` (~20-40 s here); run with -m slow."""
     from _train_data import person, write_train
 
     keys = write_train(str(tmp_path / "train"), ids=4, per=1)

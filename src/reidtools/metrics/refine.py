@@ -57,13 +57,55 @@ class Views:
 
 
 # ----------------------------------------------------------------------------- the rule
-def _ordered_key(x, num_gallery: int):
-    """int64 keys with the order of (score, -gallery index): unique, so top-k is deterministic."""
+def _top_k(masked, k: int):
+    """(indices, scores) of the k best entries per row of (V, B, G), best first; ties: lower index first.
+
+    A plain top-k on the scores, then a stable re-sort of those k by (score, index); rows whose k-th
+    and (k+1)-th scores tie (rare: duplicate images) are redone on unique (score, index) keys.
+    """
     import torch
 
-    bits = x.contiguous().view(torch.int32)
-    bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(torch.int64) + (1 << 31)
-    return bits * num_gallery + (num_gallery - 1 - torch.arange(num_gallery, dtype=torch.int64))
+    g = masked.shape[-1]
+    vals, idx = torch.topk(masked, min(k + 1, g), dim=-1)
+    if g > k:
+        tie = vals[..., k - 1] == vals[..., k]
+        vals, idx = vals[..., :k], idx[..., :k]
+        if tie.any():
+            v, b = torch.nonzero(tie, as_tuple=True)
+            rows = masked[v, b]
+            bits = rows.contiguous().view(torch.int32)
+            bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(torch.int64) + (1 << 31)
+            key = bits * g + (g - 1 - torch.arange(g, dtype=torch.int64))
+            sel = torch.topk(key, k, dim=-1).indices
+            idx[v, b] = sel
+            vals[v, b] = rows.gather(1, sel)
+    order = torch.argsort(idx, dim=-1)
+    idx, vals = idx.gather(-1, order), vals.gather(-1, order)
+    order = torch.argsort(vals, dim=-1, descending=True, stable=True)
+    return idx.gather(-1, order), vals.gather(-1, order)
+
+
+def _votes(masked, gallery_pids, present, top: int):
+    """The released rule on junk-masked scores (1 + N, B, G): (refined rows (B,), the original view's
+    top-k gallery indices (B, k), their refined scores (B, k), -inf where a row has fewer entries)."""
+    import torch
+
+    nv, b, g = masked.shape
+    idx, s = _top_k(masked, min(int(top), g))
+    valid = torch.isfinite(s)
+    pid = torch.where(valid, gallery_pids[idx], torch.full_like(idx, -1))
+    base = pid[0]                                                           # (B, k) original view
+    # per[v, b, j]: view v's score for the pid of the original view's entry j (-inf: not in its top-k)
+    match = (pid.unsqueeze(3) == base.unsqueeze(0).unsqueeze(2)) & valid.unsqueeze(3)
+    per = torch.where(match, s.unsqueeze(3), torch.tensor(float("-inf"))).amax(2)
+    best = s[:, :, 0:1]                                                     # max s of each view
+    found = torch.isfinite(per) & (best > 0)
+    gain = torch.where(found, per * per / torch.where(best > 0, best, torch.ones_like(best)), torch.zeros_like(per))
+    use = torch.cat([torch.ones(1, b, dtype=torch.bool), present.T.to(torch.bool)], 0)
+    agg = torch.where(torch.isfinite(per[0]), per[0], torch.zeros_like(per[0])) + (gain * use.unsqueeze(2)).sum(0)
+    refined = torch.where(valid[0], torch.maximum(agg, s[0]), s[0])
+    rows = present.any(1) if present.shape[1] else torch.zeros(b, dtype=torch.bool)
+    return rows, idx[0], refined
 
 
 def refine_scores(sims, removed, gallery_pids, present, top: int = 5, rule: str = "released"):
@@ -78,32 +120,30 @@ def refine_scores(sims, removed, gallery_pids, present, top: int = 5, rule: str 
 
     if rule not in RULES:
         raise ValueError(f"unknown refinement rule {rule!r} (expected one of {', '.join(RULES)})")
-    nv, b, g = sims.shape
-    k = min(int(top), g)
     masked = sims.masked_fill(removed.unsqueeze(0), float("-inf"))
-    idx = torch.topk(_ordered_key(masked, g), k, dim=2).indices            # (nv, B, k), best first
-    s = masked.gather(2, idx)
-    valid = torch.isfinite(s)
-    pid = torch.where(valid, gallery_pids[idx], torch.full_like(idx, -1))
-    base = pid[0]                                                           # (B, k) original view
-    # per[v, b, j]: view v's score for the pid of the original view's entry j (-inf: not in its top-k)
-    match = (pid.unsqueeze(3) == base.unsqueeze(0).unsqueeze(2)) & valid.unsqueeze(3)
-    per = torch.where(match, s.unsqueeze(3), torch.tensor(float("-inf"))).amax(2)
-    best = s[:, :, 0:1]                                                     # max s of each view
-    found = torch.isfinite(per) & (best > 0)
-    gain = torch.where(found, per * per / torch.where(best > 0, best, torch.ones_like(best)), torch.zeros_like(per))
-    use = torch.cat([torch.ones(1, b, dtype=torch.bool), present.T.to(torch.bool)], 0)
-    agg = torch.where(torch.isfinite(per[0]), per[0], torch.zeros_like(per[0])) + (gain * use.unsqueeze(2)).sum(0)
-    refined = torch.where(valid[0], torch.maximum(agg, s[0]), s[0])
-    rows = present.any(1) if present.shape[1] else torch.zeros(b, dtype=torch.bool)
+    rows, idx, refined = _votes(masked, gallery_pids, present, top)
     out = sims[0].clone()
-    hit = rows.unsqueeze(1) & valid[0]
-    r, c = torch.nonzero(hit, as_tuple=True)
-    out[r, idx[0][r, c]] = refined[r, c]
-    return out, rows, idx[0], refined
+    r, c = torch.nonzero(rows.unsqueeze(1) & torch.isfinite(refined), as_tuple=True)
+    out[r, idx[r, c]] = refined[r, c]
+    return out, rows, idx, refined
 
 
 # ----------------------------------------------------------------------------- distances
+def _removed(protocol: P.Protocol, qb: dict, gt: dict) -> np.ndarray:
+    """The protocol's junk mask (B, G) for a block of queries: its own rule, given (B, 1) query and
+    (1, G) gallery arrays (rules take broadcastable pair arrays); rules written for 1-d query and
+    gallery arrays are called with those."""
+    b, g = len(next(iter(qb.values()))), len(next(iter(gt.values())))
+    try:
+        removed = np.asarray(protocol.rule({k: v[:, None] for k, v in qb.items()},
+                                           {k: v[None, :] for k, v in gt.items()})[1], dtype=bool)
+    except (ValueError, IndexError):
+        removed = None
+    if removed is None or removed.shape != (b, g):
+        removed = np.asarray(protocol.rule(qb, gt)[1], dtype=bool)
+    return np.broadcast_to(removed, (b, g)).copy()
+
+
 def refined_distances(qf: np.ndarray, gf: np.ndarray, views: Views, q: P.Meta, g: P.Meta, protocol: P.Protocol,
                       *, top: int = 5, rule: str = "released", rerank: dict | None = None, refine: bool = True,
                       block_bytes: int = _BLOCK_BYTES):
@@ -116,6 +156,8 @@ def refined_distances(qf: np.ndarray, gf: np.ndarray, views: Views, q: P.Meta, g
 
     from reidtools.metrics.distance import block_distance, prepare
 
+    if rule not in RULES:
+        raise ValueError(f"unknown refinement rule {rule!r} (expected one of {', '.join(RULES)})")
     qt, gt, _ = P._arrays(q, g, protocol.needs)
     _, gpid, _ = P._codes(q.pid, g.pid)
     gpid = torch.from_numpy(np.ascontiguousarray(gpid, dtype=np.int64))
@@ -123,54 +165,53 @@ def refined_distances(qf: np.ndarray, gf: np.ndarray, views: Views, q: P.Meta, g
     nviews = views.index.shape[1]
     qx, gx = prepare(qf, "cosine"), prepare(gf, "cosine")
     vx = prepare(views.feats, "cosine") if len(views.feats) else None
-
-    def view_rows(v: int, a: int, b: int):
-        """Prepared features of view v (1-based) for query rows a..b; the original where missing."""
-        rows = qx[a:b].clone()
-        sel = present[a:b, v - 1]
-        if sel.any():
-            rows[torch.from_numpy(np.flatnonzero(sel))] = vx[torch.from_numpy(views.index[a:b, v - 1][sel])]
-        return rows
-
+    gxt = gx.T.contiguous()
+    rr = None
     if rerank is not None:
         from reidtools.metrics.rerank import rerank_blocks
 
         opts = {k: rerank[k] for k in ("k1", "k2", "lambda", "max_bytes") if k in rerank}
         rr = [rerank_blocks(qf, gf, distance="cosine", **opts)]
-        if refine:
-            for v in range(1, nviews + 1):
-                if present[:, v - 1].any():
-                    feats = view_rows(v, 0, len(qf)).numpy()
-                    rr.append(rerank_blocks(feats, gf, distance="cosine", **opts))
-                else:
-                    rr.append(None)
-        view_dist = lambda v, a, b: rr[v](a, b)  # noqa: E731
-    else:
-        view_dist = lambda v, a, b: block_distance(qx[a:b] if v == 0 else view_rows(v, a, b), gx, "cosine")  # noqa: E731
+        for v in range(1, nviews + 1):
+            sel = present[:, v - 1]
+            if refine and sel.any():
+                feats = qx.clone()   # queries without this view keep their own row (masked out later)
+                feats[torch.from_numpy(np.flatnonzero(sel))] = vx[torch.from_numpy(views.index[sel, v - 1])]
+                rr.append(rerank_blocks(feats.numpy(), gf, distance="cosine", **opts))
+            else:
+                rr.append(None)
 
-    rows_per = int(max(1, min(1024, block_bytes // max(1, (1 + nviews) * len(g) * 24))))
+    rows_per = int(max(1, min(1024, block_bytes // max(1, (1 + nviews) * len(g) * 8))))
 
     def distances(start: int, stop: int):
-        d0 = view_dist(0, start, stop)
+        d0 = rr[0](start, stop) if rr is not None else block_distance(qx[start:stop], gx, "cosine")
         d0 = d0 if isinstance(d0, torch.Tensor) else torch.from_numpy(np.asarray(d0, np.float32))
         if not refine or nviews == 0 or not present[start:stop].any():
             return d0
-        out = d0.clone()
         with torch.inference_mode():
             for a in range(start, stop, rows_per):
                 b = min(a + rows_per, stop)
-                if not present[a:b].any():
+                pres = present[a:b]
+                if not pres.any():
                     continue
-                dv = [d0[a - start:b - start]]
+                sims = torch.empty(1 + nviews, b - a, len(g), dtype=torch.float32)
+                sims[0].copy_(d0[a - start:b - start]).neg_().add_(2.0)          # s = 2 - d = cos + 1
                 for v in range(1, nviews + 1):
-                    dv.append(view_dist(v, a, b) if present[a:b, v - 1].any() else torch.full_like(dv[0], float("inf")))
-                sims = torch.stack([2.0 - d for d in dv])
-                _, removed = protocol.rule({k: val[a:b] for k, val in qt.items()}, gt)
-                _, rows, idx, refined = refine_scores(sims, torch.from_numpy(np.asarray(removed)), gpid,
-                                                      torch.from_numpy(present[a:b]), top=top, rule=rule)
+                    if not pres[:, v - 1].any():
+                        sims[v].fill_(float("-inf"))
+                    elif rr is not None:
+                        sims[v].copy_(rr[v](a, b)).neg_().add_(2.0)
+                    else:   # a missing view's rows are computed from some variant and masked by `present`
+                        rows = torch.from_numpy(np.maximum(views.index[a:b, v - 1], 0))
+                        torch.matmul(vx[rows], gxt, out=sims[v])
+                        sims[v].add_(1.0)
+                removed = torch.from_numpy(_removed(protocol, {k: val[a:b] for k, val in qt.items()}, gt))
+                if removed.any():
+                    sims.masked_fill_(removed.unsqueeze(0), float("-inf"))
+                rows, idx, refined = _votes(sims, gpid, torch.from_numpy(pres), top)
                 r, c = torch.nonzero(rows.unsqueeze(1) & torch.isfinite(refined), as_tuple=True)
-                out[a - start + r, idx[r, c]] = 2.0 - refined[r, c]
-        return out
+                d0[a - start + r, idx[r, c]] = 2.0 - refined[r, c]
+        return d0
 
     return distances
 
