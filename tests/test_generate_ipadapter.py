@@ -65,3 +65,40 @@ def test_full_size_idm_resampler_names_and_shapes():
     assert {k: tuple(v.shape) for k, v in converted.items()} == own
     with pytest.raises(KeyError):
         resampler_to_diffusers({"layers.0.2.weight": torch.zeros(1)})
+
+
+def _tiny_sdxl_like_unet():
+    import diffusers
+
+    torch.manual_seed(0)
+    return diffusers.UNet2DConditionModel(
+        sample_size=8, in_channels=13, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=24, attention_head_dim=4, norm_num_groups=8).eval()
+
+
+def test_decoupled_ip_attention_hand_check_and_key_names():
+    from reidtools.generate.ipadapter import install_ip_attention
+
+    unet = _tiny_sdxl_like_unet()
+    install_ip_attention(unet, num_tokens=3, scale=0.7)
+    keys = {k: tuple(v.shape) for k, v in unet.state_dict().items() if "_ip" in k}
+    # hidden size from the block's out channels (down 1 -> 32; up 0 = reversed(block_out)[0] -> 32), input = cross dim 24
+    assert keys["down_blocks.1.attentions.0.transformer_blocks.0.attn2.processor.to_k_ip.weight"] == (32, 24)
+    assert keys["up_blocks.0.attentions.1.transformer_blocks.0.attn2.processor.to_v_ip.weight"] == (32, 24)
+    assert len(keys) == 2 * (1 + 2 + 1)     # down 1 (1 layer), up 0 (2 layers), mid (1)
+    attn = unet.down_blocks[1].attentions[0].transformer_blocks[0].attn2
+    proc = attn.processor
+    g = torch.Generator().manual_seed(1)
+    h, text, img = torch.randn(2, 5, 32, generator=g), torch.randn(2, 4, 24, generator=g), torch.randn(2, 3, 24, generator=g)
+    with torch.no_grad():
+        got = attn(h, encoder_hidden_states=torch.cat([text, img], 1))
+
+        def mha(q, k, v):   # plain multi-head softmax attention, 8 heads of 4
+            sp = lambda t: t.view(2, -1, attn.heads, 32 // attn.heads).transpose(1, 2)  # noqa: E731
+            w = torch.softmax(sp(q) @ sp(k).transpose(-1, -2) / (32 // attn.heads) ** 0.5, -1)
+            return (w @ sp(v)).transpose(1, 2).reshape(2, -1, 32)
+
+        q = attn.to_q(h)
+        want = attn.to_out[0](mha(q, attn.to_k(text), attn.to_v(text)) + 0.7 * mha(q, proc.to_k_ip(img), proc.to_v_ip(img)))
+    assert torch.allclose(got, want, atol=1e-5)

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import re
 
+import torch
+
 IDM_RESAMPLER = dict(dim=1280, depth=4, dim_head=64, heads=20, num_queries=16, ff_mult=4)
 
 
@@ -83,3 +85,69 @@ def resampler_to_diffusers(state: dict) -> dict:
         else:
             raise KeyError(f"{key!r} is not a key of IDM-VTON's Resampler")
     return out
+
+
+class DecoupledIPAttention(torch.nn.Module):
+    """attn2 processor of IDM-VTON's try-on U-Net (ip_adapter/attention_processor.py `IPAttnProcessor2_0`):
+    the last `num_tokens` context tokens are image tokens, attended with their own keys/values
+    (`to_k_ip`, `to_v_ip`, no bias) and added: out = to_out(Attn(q, K_text, V_text) + scale * Attn(q, K_ip, V_ip)).
+
+    A Module, so its weights appear in the U-Net state dict as `...attn2.processor.to_k_ip.weight`
+    (the published key names)."""
+
+    def __init__(self, hidden_size: int, cross_attention_dim: int, num_tokens: int = 16, scale: float = 1.0):
+        super().__init__()
+        self.num_tokens, self.scale = num_tokens, scale
+        self.to_k_ip = torch.nn.Linear(cross_attention_dim, hidden_size, bias=False)
+        self.to_v_ip = torch.nn.Linear(cross_attention_dim, hidden_size, bias=False)
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+        return _decoupled_forward(self, attn, hidden_states, encoder_hidden_states, attention_mask)
+
+
+def _decoupled_forward(proc, attn, hidden_states, encoder_hidden_states, attention_mask):
+    F = torch.nn.functional
+    if hidden_states.ndim != 3 or attn.spatial_norm is not None or attn.group_norm is not None:
+        raise ValueError("DecoupledIPAttention expects (B, N, C) hidden states of a transformer block")
+    if encoder_hidden_states is None or encoder_hidden_states.shape[1] <= proc.num_tokens:
+        raise ValueError(f"the context must hold text tokens followed by {proc.num_tokens} image tokens")
+    residual = hidden_states
+    b = hidden_states.shape[0]
+    end = encoder_hidden_states.shape[1] - proc.num_tokens
+    text, image_tokens = encoder_hidden_states[:, :end], encoder_hidden_states[:, end:]
+    if attn.norm_cross:
+        text = attn.norm_encoder_hidden_states(text)
+    if attention_mask is not None:
+        attention_mask = attn.prepare_attention_mask(attention_mask, end, b).view(b, attn.heads, -1, end)
+    q = attn.to_q(hidden_states)
+    head = q.shape[-1] // attn.heads
+
+    def split(t):
+        return t.view(b, -1, attn.heads, head).transpose(1, 2)
+
+    out = F.scaled_dot_product_attention(split(q), split(attn.to_k(text)), split(attn.to_v(text)), attn_mask=attention_mask)
+    ip = F.scaled_dot_product_attention(split(q), split(proc.to_k_ip(image_tokens)), split(proc.to_v_ip(image_tokens)))
+    merged = (out + proc.scale * ip).transpose(1, 2).reshape(b, -1, attn.heads * head).to(q.dtype)
+    merged = attn.to_out[1](attn.to_out[0](merged))
+    if attn.residual_connection:
+        merged = merged + residual
+    return merged / attn.rescale_output_factor
+
+
+def install_ip_attention(unet, num_tokens: int = 16, scale: float = 1.0) -> None:
+    """Every cross-attention (attn2) of `unet` becomes a DecoupledIPAttention, sized as IDM-VTON's
+    `UNet2DConditionModel.__init__` sizes them (hidden size from the block's out channels)."""
+    cfg = unet.config
+    procs = {}
+    for name, proc in unet.attn_processors.items():
+        if name.endswith("attn1.processor"):
+            procs[name] = proc
+            continue
+        if name.startswith("mid_block"):
+            hidden = cfg.block_out_channels[-1]
+        elif name.startswith("up_blocks"):
+            hidden = list(reversed(cfg.block_out_channels))[int(name.split(".")[1])]
+        else:
+            hidden = cfg.block_out_channels[int(name.split(".")[1])]
+        procs[name] = DecoupledIPAttention(hidden, cfg.cross_attention_dim, num_tokens=num_tokens, scale=scale)
+    unet.set_attn_processor(procs)
