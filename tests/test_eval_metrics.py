@@ -259,3 +259,17 @@ def test_evaluate_leaves_features_alone_unless_told():
     b = evaluate(qf, gf, q, g, "market", copy=False)
     assert a == b
     assert np.allclose(np.linalg.norm(gf, axis=1), 1, atol=1e-6)  # normalised in place
+
+
+def test_stable_sort_fallback_for_huge_galleries_agrees(monkeypatch):
+    from reidtools.metrics import ranking
+
+    rng = np.random.default_rng(5)
+    q, g = meta(rng.integers(0, 4, 30), rng.integers(1, 4, 30)), meta(rng.integers(0, 4, 80), rng.integers(1, 4, 80))
+    d = rng.integers(0, 5, (30, 80)).astype(np.float32)  # many ties
+    fast = rank_distmat(d, q, g, "market")
+    monkeypatch.setattr(ranking, "_KEY_COLS", 8)  # forces the stable-argsort path
+    assert rank_distmat(d, q, g, "market") == fast
+    ref = reference(d, q, g, "market")
+    assert fast["mAP"] == pytest.approx(ref["mAP"], abs=1e-9) and fast["mINP"] == pytest.approx(ref["mINP"], abs=1e-9)
+    assert np.allclose(fast["cmc"], ref["cmc"], atol=1e-9)

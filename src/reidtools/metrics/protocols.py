@@ -51,10 +51,11 @@ class Meta:
 
 
 # ----------------------------------------------------------------------------- rules
-# A rule maps (query meta block, gallery meta), dicts of int64 numpy arrays, to (good, removed).
+# A rule maps aligned (query, gallery) metadata of pairs -- dicts of int64 numpy arrays of the same
+# shape, or broadcastable ones -- to (good, removed) boolean arrays. Good pairs always share the pid.
 
 def _same(qt: dict, gt: dict, name: str):
-    return qt[name][:, None] == gt[name][None, :]
+    return qt[name] == gt[name]
 
 
 def rule_market(qt: dict, gt: dict):
@@ -85,7 +86,7 @@ def rule_sysu(qt: dict, gt: dict):
     """SYSU-MM01 rule (AGW `eval_sysu`, reused by CAJ and DEEN): for a camera-3 query every camera-2
     gallery image is removed (whatever its pid: cameras 2 and 3 share a room); good = same pid among
     the rest. Nothing else is removed (the gallery holds no IR image, so no same-camera match)."""
-    removed = (qt["camid"][:, None] == 3) & (gt["camid"][None, :] == 2)
+    removed = (qt["camid"] == 3) & (gt["camid"] == 2)
     return _same(qt, gt, "pid") & ~removed, removed
 
 
@@ -251,6 +252,10 @@ def rank_trial(qf, gf, q: Meta, g: Meta, protocol: Protocol, *, distance: str = 
 
         bar = tqdm(total=len(q), desc=f"eval {protocol.name}", unit="query", leave=False)
     codes = gt["pid"] if protocol.dedup else None
+    # gallery rows grouped by identity: a query's good items are among its identity's few rows
+    g_order = np.argsort(gt["pid"], kind="stable")
+    g_count = np.bincount(gt["pid"], minlength=npid)
+    g_start = np.cumsum(g_count) - g_count
     with torch.inference_mode():
         for start in range(0, len(q), rows):
             stop = min(start + rows, len(q))
@@ -258,8 +263,17 @@ def rank_trial(qf, gf, q: Meta, g: Meta, protocol: Protocol, *, distance: str = 
             d = d.numpy() if hasattr(d, "numpy") else d
             for a in range(start, stop, sub_rows):
                 b = min(a + sub_rows, stop)
-                good, removed = protocol.rule({k: v[a:b] for k, v in qt.items()}, gt)
-                parts.append(ranking.rank_block(d[a - start:b - start], good, removed, codes, npid))
+                qb = {k: v[a:b] for k, v in qt.items()}
+                cnt = g_count[qb["pid"]]
+                total = int(cnt.sum())
+                pr = np.repeat(np.arange(b - a), cnt)
+                pc = g_order[np.repeat(g_start[qb["pid"]] - (np.cumsum(cnt) - cnt), cnt) + np.arange(total)]
+                good = protocol.rule({k: v[pr] for k, v in qb.items()}, {k: v[pc] for k, v in gt.items()})[0]
+
+                def removed_of(r, c, qb=qb):
+                    return protocol.rule({k: v[r] for k, v in qb.items()}, {k: v[c] for k, v in gt.items()})[1]
+
+                parts.append(ranking.rank_block(d[a - start:b - start], pr[good], pc[good], removed_of, codes, npid))
                 if bar is not None:
                     bar.update(b - a)
             del d

@@ -6,12 +6,12 @@ distance, ties broken by gallery order (what a stable sort gives: `np.argsort(ki
 
 Only the ranks of the good items matter for AP and mINP, and only the rank of the first good item
 for CMC. So instead of sorting the G gallery items of each query we rank only the kept items that
-are no farther than the query's farthest good item (with a useful model, a few hundred of
-thousands); every other item comes after all good items and changes no metric.
+are no farther than the query's farthest good item (with a useful model, a few hundred out of
+tens of thousands); every other item comes after all good items and changes no metric.
 
 Definitions (torchreid `eval_market1501`, the AGW/CAJ/DEEN SYSU/LLCM code, Simple-CCReID):
 - CMC@r = 1 if the first good item has rank <= r (the cumulative match clipped to 1);
-- AP = (1/P) sum_k (k+1) / rank_k over the P good items (non-interpolated);
+- AP = (1/P) sum_k k / rank_k over the P good items, k = 1..P (non-interpolated);
 - INP = P / rank of the last good item (mINP, Ye et al. 2021);
 - queries with no good item are skipped (counted in `num_query`, not in `num_query_valid`);
 - identity-deduplicated CMC (SYSU-MM01, LLCM): the ranking of the kept (non-removed) items reduced
@@ -24,6 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 
+
+_KEY_ROWS, _KEY_COLS = 1 << 14, 1 << 17  # row and column fields of the packed sort key
+
+
 def _ordered_bits(values: np.ndarray) -> np.ndarray:
     """int64 in [0, 2^32) with the order of the float32 values (IEEE sign-magnitude made monotone)."""
     bits = np.ascontiguousarray(values, dtype=np.float32).view(np.int32)
@@ -31,39 +35,51 @@ def _ordered_bits(values: np.ndarray) -> np.ndarray:
     return bits.astype(np.int64) + (1 << 31)
 
 
-def rank_block(dist, good, removed, gallery_codes=None, num_codes: int = 0) -> dict:
+def rank_block(dist, good_rows, good_cols, removed_of, gallery_codes=None, num_codes: int = 0) -> dict:
     """Per-query results for one block of queries.
 
-    dist: float32 (B, G) (numpy or torch); good, removed: bool (B, G), disjoint. gallery_codes:
-    int64 (G,) identity codes 0..num_codes-1, given when the identity-deduplicated rank is wanted.
+    dist: float32 (B, G) (numpy or torch). good_rows/good_cols: the (query row, gallery column)
+    pairs that are matches. removed_of(rows, cols): bool array, which of the given pairs are removed
+    (junk). gallery_codes: int64 (G,) identity codes 0..num_codes-1, given when the
+    identity-deduplicated rank is wanted.
     Returns numpy arrays of length B: `num_pos`, `ap`, `inp` (float64), `first_rank` (1-based rank
     of the first good item, 0 when none), and `dedup_rank` when gallery_codes is given.
 
     Only the *candidates* are ranked: kept items no farther than the query's farthest good item
     (every item that can precede a good item). They are sorted once, for the whole block, by the
-    int64 key (row << 32 | order-preserving distance bits) with a stable sort, so equal distances
-    keep gallery order; an item's rank is then its position within its row.
+    int64 key (row << 49 | order-preserving distance bits << 17 | column), unique per item, so
+    equal distances keep gallery order; an item's rank is then its position within its row. (For
+    galleries over 2^17 items: a stable sort of row << 32 | distance bits, same order.)
     """
     d = np.asarray(dist.numpy() if hasattr(dist, "numpy") else dist, dtype=np.float32)
-    good, removed = np.asarray(good, dtype=bool), np.asarray(removed, dtype=bool)
     if np.isnan(d).any():
         raise ValueError("distances contain NaN (features with NaN or infinite values?)")
     B, G = d.shape
-    num_pos = good.sum(1).astype(np.int64)
+    good_rows, good_cols = np.asarray(good_rows, np.int64), np.asarray(good_cols, np.int64)
+    num_pos = np.bincount(good_rows, minlength=B).astype(np.int64)
     valid = num_pos > 0
     out = {"num_pos": num_pos, "ap": np.zeros(B), "inp": np.zeros(B), "first_rank": np.zeros(B, np.int64)}
     if gallery_codes is not None:
         out["dedup_rank"] = np.zeros(B, np.int64)
     if not valid.any():
         return out
-    farthest = np.where(good, d, np.float32(-np.inf)).max(1)
+    farthest = np.full(B, -np.inf, np.float32)
+    np.maximum.at(farthest, good_rows, d[good_rows, good_cols])
     flat = np.flatnonzero(d <= farthest[:, None])       # candidates, before dropping removed items
-    flat = flat[~removed.ravel()[flat]]
     rows, cols = flat // G, flat % G
-    vals = d.ravel()[flat] + np.float32(0.0)              # -0.0 -> +0.0: equal distances, equal bits
-    order = np.argsort((rows << 32) | _ordered_bits(vals), kind="stable")
-    rows, cols, flat = rows[order], cols[order], flat[order]
-    is_good = good.ravel()[flat]
+    keep = ~np.asarray(removed_of(rows, cols), dtype=bool)
+    flat, rows, cols = flat[keep], rows[keep], cols[keep]
+    bits = _ordered_bits(d.ravel()[flat] + np.float32(0.0))  # -0.0 -> +0.0: equal distances, equal bits
+    if B < _KEY_ROWS and G <= _KEY_COLS:
+        # one unique int64 key (row | distance | column): a plain (fast, unstable) sort is exact
+        key = np.sort((rows << 49) | (bits << 17) | cols)
+        rows, cols = key >> 49, key & ((1 << 17) - 1)
+    else:
+        order = np.argsort((rows << 32) | bits, kind="stable")
+        rows, cols = rows[order], cols[order]
+    is_good_map = np.zeros(B * G, dtype=bool)
+    is_good_map[good_rows * G + good_cols] = True
+    is_good = is_good_map[rows * G + cols]
     row_start = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=B))[:-1]])
     rank = np.arange(len(rows), dtype=np.int64) - row_start[rows] + 1      # 1-based rank within its row
     g_idx = np.flatnonzero(is_good)
