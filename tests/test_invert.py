@@ -225,3 +225,21 @@ def test_mixed_datasets_keep_equal_pids_apart(tmp_path):
     per_mod = inv.read_train_set([str(tmp_path / "mix-000000.tar")],
                                  inv.FitOptions(min_images_per_id=2, codes_per="modality"))
     assert set(per_mod.cam_info) == {"market-rgb", "sysu-ir", "sysu-rgb"}
+
+
+@pytest.mark.slow
+def test_fit_with_two_processes(tiny_sd, synth_ir_dir, tmp_path):
+    """Two gloo processes on the CPU (torchrun): DDP for the LoRA, an all-reduce for the token rows."""
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    out = tmp_path / "mp"
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    subprocess.run([torchrun, "--nproc_per_node", "2", "-m", "reidtools", "invert", "fit",
+                    str(synth_ir_dir / "train-000000.tar"), "-o", str(out), "--base", tiny_sd, "--device", "cpu",
+                    *FIT], check=True, timeout=900)
+    assert json.loads((out / "manifest.json").read_text())["step"] == 3
+    assert len(load_file(str(out / inv.EMBEDS))) == 4

@@ -384,6 +384,8 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
             raise ReidError(f"{state_path}: LoRA keys do not match the model ({res.unexpected_keys[0]}, ...)")
         rows.weight.data.copy_(st["rows"].to(rows.weight.device))
         optimizer.load_state_dict(_optimizer_state_from(st, meta))
+        for group in optimizer.param_groups:      # the saved groups carry the old --lr
+            group["lr"], group["weight_decay"] = opts.lr, opts.weight_decay
         start = int(meta["step"])
         log.info("resuming %s at step %d", ckpt_dir, start)
 
@@ -437,6 +439,7 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
         done = step + 1
         if acc.is_main_process and (done % opts.save_every == 0 or done == opts.steps):
             _save(ckpt_dir, manifest, done, loss_val, acc.unwrap_model(unet), rows, token_list, optimizer)
+            log.debug("step %d: loss %.4f, checkpoint written", done, loss_val)
         acc.wait_for_everyone()
     bar.close()
     if start >= opts.steps and acc.is_main_process:
