@@ -331,8 +331,9 @@ def vae_factor(vae) -> int:
     return 2 ** (len(vae.config.block_out_channels) - 1)
 
 
-def load_base(base: str):
-    """VAE, U-Net (to be used twice) and the training noise scheduler of a SD-1.x folder or hub id."""
+def load_base(base: str, with_unet: bool = True):
+    """VAE, U-Net (None unless `with_unet`), training noise scheduler and local path of a SD-1.x
+    folder or hub id."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
     from reidtools.hub import resolve_model
@@ -340,7 +341,7 @@ def load_base(base: str):
     path = resolve_model(base, subfolder="unet")
     try:
         vae = AutoencoderKL.from_pretrained(path, subfolder="vae")
-        unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet")
+        unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet") if with_unet else None
         noise = DDPMScheduler.from_pretrained(path, subfolder="scheduler")
     except (OSError, ValueError) as exc:
         raise ReidError(f"--base {base}: not a Stable Diffusion folder ({str(exc).splitlines()[0]})") from None
@@ -484,10 +485,11 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
     acc = Accelerator(mixed_precision=_mixed_precision(opts.mixed_precision), cpu=cpu,
                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(acc.mixed_precision, torch.float32)
-    vae, unet, noise_sched, _ = load_base(opts.base)
-    reference = load_unet_folder(os.path.join(ckpt_dir, REFERENCE)) if old and opts.train_reference else None
-    if reference is None:
-        reference = load_base(opts.base)[1]   # same weights, a separate module
+    vae, unet, noise_sched, base_path = load_base(opts.base, with_unet=old is None)
+    if old and opts.train_reference:
+        reference = load_unet_folder(os.path.join(ckpt_dir, REFERENCE))
+    else:   # the same weights as the denoising U-Net's start, a separate module
+        reference = load_unet_folder(os.path.join(base_path, "unet"))
     if old is not None:
         unet = load_unet_folder(os.path.join(ckpt_dir, DENOISING))
     encoder = ImageEncoder(opts.image_encoder)

@@ -157,10 +157,10 @@ class PoseGenerator:
         self.image_encoder = image_encoder or manifest["image_encoder"]
         self.device = best_device(device)
         self.dtype = torch_dtype(dtype, self.device)
-        vae, base_unet, noise, _ = load_base(self.base)
-        unet = load_unet_folder(os.path.join(ckpt_dir, DENOISING))
         ref_dir = os.path.join(ckpt_dir, REFERENCE)
-        reference = load_unet_folder(ref_dir) if os.path.isdir(ref_dir) else base_unet
+        vae, base_unet, noise, _ = load_base(self.base, with_unet=not os.path.isdir(ref_dir))
+        unet = load_unet_folder(os.path.join(ckpt_dir, DENOISING))
+        reference = load_unet_folder(ref_dir) if base_unet is None else base_unet
         self.encoder = ImageEncoder(self.image_encoder)
         if self.encoder.dim != manifest.get("embed_dim", self.encoder.dim):
             raise ReidError(f"--image-encoder {self.image_encoder}: embeddings of width {self.encoder.dim}, "
