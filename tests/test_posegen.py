@@ -340,3 +340,19 @@ def test_depth_normal_conditions_and_a_trained_reference_unet(tiny_models, synth
     # a bank without the maps the checkpoint needs is an error naming the field
     assert run(["posegen", "sample", str(ckpt), shard, "-o", str(tmp_path / "p"), "--poses",
                 str(synth_dir / "gallery-000000.tar"), "--tau-ref", "0.2", "--tau-tar", "0.5", "-q"]) == 1
+
+
+def test_task_split_writes_the_same_images_as_one_task(ckpt, synth_dir, tmp_path):
+    from reidtools.shards import image, iter_samples
+
+    shards = [str(synth_dir / "train-000000.tar"), str(synth_dir / "gallery-000000.tar")]
+    common = ["--per-id", "1", "--steps", "1", "--guidance", "1", "--tau-ref", "0.2", "--tau-tar", "0.5", "-q"]
+    assert run(["posegen", "sample", str(ckpt), *shards, "-o", str(tmp_path / "one"), *common]) == 0
+    for i in (0, 1):
+        assert run(["posegen", "sample", str(ckpt), *shards, "-o", str(tmp_path / "two"), *common,
+                    "--shard-index", str(i), "--num-shards", "2"]) == 0
+    for name in ("train-000000.tar", "gallery-000000.tar"):
+        a = {s["__key__"]: np.asarray(image(s)) for s in iter_samples([str(tmp_path / "one" / name)])}
+        b = {s["__key__"]: np.asarray(image(s)) for s in iter_samples([str(tmp_path / "two" / name)])}
+        assert a.keys() == b.keys() and len(a) == 4          # 4 train ids, 4 test ids
+        assert all(np.array_equal(a[k], b[k]) for k in a)
