@@ -1,0 +1,180 @@
+"""DCAC (seed 003): PCL + memory bank (eqs. 6-7), the condition (eq. 12, Table 7), and the gradient
+path from the diffusion loss into the ReID encoder (eqs. 9-13)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from reidtools.errors import ReidError
+from reidtools.reid.dcac import IdCondition, PrototypeMemory
+
+
+# ----------------------------------------------------------------------------- eqs. 6-7 by hand
+def test_pcl_loss_three_ids_by_hand():
+    # M rows (already unit): e_x, e_y, -e_x; z = (2, 0) -> (1, 0); tau = 0.5
+    # logits z.M[k]/tau = (2, 0, -2); y = 0: L = -log(e^2 / (e^2 + 1 + e^-2)) = log(1 + e^-2 + e^-4)
+    mem = PrototypeMemory(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]), temperature=0.5)
+    loss = mem.loss(torch.tensor([[2.0, 0.0]]), torch.tensor([0]))
+    assert float(loss) == pytest.approx(math.log(1 + math.exp(-2) + math.exp(-4)), abs=1e-6)  # 0.142932
+    # y = 2 for the same z: L = log(e^-2 ... ) = -(-2) + log(e^2 + 1 + e^-2) = 4.142932
+    loss2 = mem.loss(torch.tensor([[2.0, 0.0]]), torch.tensor([2]))
+    assert float(loss2) == pytest.approx(4 + math.log(1 + math.exp(-2) + math.exp(-4)), abs=1e-5)
+    # the paper's tau = 0.01: logits (100, 0, -100), L ~ e^-100 ~ 0
+    assert float(PrototypeMemory(mem.features).loss(torch.tensor([[2.0, 0.0]]), torch.tensor([0]))) < 1e-6
+
+
+def test_memory_hard_update_three_ids_by_hand():
+    # id 0 has z = (0.6, 0.8) and (1, 0) in the batch; similarities to M[0] = (1, 0): 0.6 and 1.0, so
+    # z_hard = (0.6, 0.8); M[0] = 0.2 (1, 0) + 0.8 (0.6, 0.8) = (0.68, 0.64), / 0.933809 = (0.728200, 0.685365)
+    # id 2 has one sample (0, -1): M[2] = 0.2 (-1, 0) + 0.8 (0, -1) = (-0.2, -0.8) / 0.824621
+    mem = PrototypeMemory(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]), momentum=0.2)
+    z = torch.tensor([[0.6, 0.8], [2.0, 0.0], [0.0, -3.0]])
+    mem.update(z, torch.tensor([0, 0, 2]))
+    assert mem.features[0].tolist() == pytest.approx([0.728200, 0.685365], abs=1e-5)
+    assert mem.features[1].tolist() == pytest.approx([0.0, 1.0])              # absent from the batch
+    assert mem.features[2].tolist() == pytest.approx([-0.242536, -0.970143], abs=1e-5)
+
+
+def test_memory_centroids_of_normalised_features():
+    # id 0: (2, 0), (0, 3) -> unit (1, 0), (0, 1) -> mean (0.5, 0.5) -> (0.7071, 0.7071); id 1: (0, -5) -> (0, -1)
+    feats = torch.tensor([[2.0, 0.0], [0.0, 3.0], [0.0, -5.0]])
+    mem = PrototypeMemory.from_features(feats, torch.tensor([0, 0, 1]), 2)
+    assert mem.features.flatten().tolist() == pytest.approx([0.707107, 0.707107, 0.0, -1.0], abs=1e-5)
+    with pytest.raises(ReidError, match="identity label 2 has no training image"):
+        PrototypeMemory.from_features(feats, torch.tensor([0, 0, 1]), 3)
+
+
+# ----------------------------------------------------------------------------- eq. 12 by hand
+E3 = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+
+
+def _cond(mode, prompts, tau=0.5):
+    c = IdCondition(3, 2, 2, mode=mode, tau=tau)
+    with torch.no_grad():
+        c.prompts.copy_(prompts)
+    return c
+
+
+def test_correlation_condition_three_ids_by_hand():
+    # logits / tau = (ln 2, 0, 0) -> p = (1/2, 1/4, 1/4); c = 1/2 (1,0) + 1/4 (0,1) + 1/4 (1,1) = (0.75, 0.5)
+    logits = torch.tensor([[0.5 * math.log(2), 0.0, 0.0]], requires_grad=True)
+    c = _cond("correlation", E3)(logits, torch.zeros(1, 2), torch.tensor([1]))
+    assert c.shape == (1, 1, 2)                                       # one cross-attention token
+    assert c[0, 0].tolist() == pytest.approx([0.75, 0.5])
+    c.sum().backward()
+    # d(c1 + c2)/dlogit_j = p_j (s_j - sum_k p_k s_k) / tau with s = (1, 1, 2): sum p s = 1.25
+    # -> (0.5 (1 - 1.25), 0.25 (1 - 1.25), 0.25 (2 - 1.25)) / 0.5 = (-0.25, -0.125, 0.375)
+    assert logits.grad[0].tolist() == pytest.approx([-0.25, -0.125, 0.375], abs=1e-6)
+
+
+def test_class_and_instance_conditions_by_hand():
+    logits = torch.tensor([[0.5 * math.log(2), 0.0, 0.0]], requires_grad=True)
+    y = torch.tensor([1])
+    # class (paper): p_1 e_1 = 0.25 (0, 1)
+    assert _cond("class", E3)(logits, torch.zeros(1, 2), y)[0, 0].tolist() == pytest.approx([0.0, 0.25])
+    # class-released: p_1 e_1 / p_1 = e_1, and no gradient reaches the logits
+    c = _cond("class-released", E3)(logits, torch.zeros(1, 2), y)
+    assert c[0, 0].tolist() == pytest.approx([0.0, 1.0])
+    c.sum().backward()
+    assert logits.grad.abs().max() < 1e-6
+    # instance: normalize((3, 4)) = (0.6, 0.8); (0.6, 0.8) @ [[1, 2], [3, 4]] = (3.0, 4.4)
+    inst = _cond("instance", torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    assert inst(logits, torch.tensor([[3.0, 4.0]]), y)[0, 0].tolist() == pytest.approx([3.0, 4.4])
+    with pytest.raises(ReidError, match="--condition"):
+        IdCondition(3, 2, 2, mode="onehot")
+
+
+# ----------------------------------------------------------------------------- the gradient path
+@pytest.fixture(scope="module")
+def tiny_sd(tmp_path_factory):
+    from reidtools.generate.tiny_sd import build_txt2img_pipeline
+
+    folder = tmp_path_factory.mktemp("dcac_sd")
+    build_txt2img_pipeline(str(folder))
+    return str(folder)
+
+
+def _setup(tiny_sd, condition="correlation", n_ids=3):
+    from reidtools.reid.backbones import build_backbone
+    from reidtools.reid.dcac import DcacHead, freeze_patch_projection, load_diffusion_branch
+    from reidtools.reid.heads import ReidModel
+
+    torch.manual_seed(0)
+    model = ReidModel(build_backbone("vit-tiny"), n_ids)
+    freeze_patch_projection(model.backbone)
+    head = DcacHead(load_diffusion_branch(tiny_sd, lora_rank=4), n_ids, model.dim, condition=condition, tau=1.0)
+    return model, head
+
+
+def _snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_diffusion_loss_alone_trains_the_encoder_not_the_unet(tiny_sd):
+    """lambda * L_dif with the ReID losses off: the encoder, LoRA and ID prompts move; U-Net base
+    weights, the VAE and the frozen patch projection do not."""
+    model, head = _setup(tiny_sd)
+    unet_base = {k: v for k, v in _snapshot(head.branch.unet).items() if "lora_" not in k}
+    vae = _snapshot(head.branch.vae)
+    enc = _snapshot(model.backbone)
+    lora = {k: v for k, v in _snapshot(head.branch.unet).items() if "lora_" in k}
+    prompts = head.condition.prompts.detach().clone()
+    assert lora and all(not p.requires_grad for n, p in head.branch.unet.named_parameters() if "lora_" not in n)
+
+    params = [p for p in list(model.parameters()) + list(head.parameters()) if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    model.train()
+    head.train()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, 32, 16, generator=g)
+    x_dif = torch.rand(4, 3, 32, 32, generator=g) * 2 - 1
+    labels = torch.tensor([0, 0, 1, 2])
+    out = model(x)
+    loss = 1.0 * head(x_dif, out["logits"], out["bn"], labels, generator=g)   # lambda = 1, no L_ReID
+    loss.backward()
+    grads = [p.grad for n, p in model.backbone.named_parameters() if p.requires_grad]
+    assert any(gr is not None and gr.abs().sum() > 0 for gr in grads)
+    opt.step()
+
+    after_unet = _snapshot(head.branch.unet)
+    assert all(torch.equal(after_unet[k], v) for k, v in unet_base.items())
+    assert all(torch.equal(v, vae[k]) for k, v in _snapshot(head.branch.vae).items())
+    assert any(not torch.equal(after_unet[k], v) for k, v in lora.items())
+    assert not torch.equal(head.condition.prompts, prompts)
+    after_enc = _snapshot(model.backbone)
+    patch = [k for k in enc if "patch_embedding" in k]
+    assert patch and all(torch.equal(after_enc[k], enc[k]) for k in patch)
+    moved = [k for k in enc if k not in patch and not torch.equal(after_enc[k], enc[k])]
+    assert any("encoder.layers" in k for k in moved)
+
+
+def test_released_class_condition_cuts_the_path_to_the_encoder(tiny_sd):
+    model, head = _setup(tiny_sd, condition="class-released")
+    out = model(torch.randn(2, 3, 32, 16))
+    head(torch.zeros(2, 3, 32, 32), out["logits"], out["bn"], torch.tensor([0, 1])).backward()
+    grads = [p.grad for p in model.backbone.parameters() if p.requires_grad]
+    assert all(gr is None or gr.abs().max() < 1e-9 for gr in grads)
+
+
+def test_gradient_checkpointing_keeps_the_gradient(tiny_sd):
+    model, head = _setup(tiny_sd)
+    head.branch.enable_gradient_checkpointing()
+    model.train()
+    head.train()
+    out = model(torch.randn(2, 3, 32, 16))
+    head(torch.zeros(2, 3, 32, 32), out["logits"], out["bn"], torch.tensor([0, 1])).backward()
+    assert head.condition.prompts.grad is not None and head.condition.prompts.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.backbone.parameters())
+
+
+def test_missing_diffusion_model_is_one_clear_error(tmp_path):
+    from reidtools.reid.dcac import load_diffusion_branch
+
+    with pytest.raises(ReidError, match="not in the local cache"):
+        load_diffusion_branch("nobody/no-such-sd")
+    (tmp_path / "vae").mkdir()
+    with pytest.raises(ReidError, match="cannot load a Stable Diffusion"):
+        load_diffusion_branch(str(tmp_path))
