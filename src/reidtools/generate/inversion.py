@@ -429,8 +429,10 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
             target = noise if noise_sched.config.prediction_type == "epsilon" else noise_sched.get_velocity(latents, noise, t)
             loss = F.mse_loss(pred.float(), target.float())   # eq. (6)
         acc.backward(loss)
-        if world > 1 and rows.weight.grad is not None:   # the rows are not inside a DDP module
-            rows.weight.grad = acc.reduce(rows.weight.grad, reduction="mean")
+        if world > 1:   # the rows are not inside a DDP module; every rank must join the all-reduce,
+            # also one whose captions held no identity token this step (its gradient is then None)
+            grad = rows.weight.grad if rows.weight.grad is not None else torch.zeros_like(rows.weight)
+            rows.weight.grad = acc.reduce(grad, reduction="mean")
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         loss_val = float(loss.detach())
