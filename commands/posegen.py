@@ -35,6 +35,16 @@ def cli() -> None:
     """
 
 
+def _quiet_loaders() -> None:
+    """-q: no 'Loading weights' bars from transformers/diffusers either."""
+    if not progress_enabled():
+        import diffusers.utils.logging
+        import transformers.utils.logging
+
+        transformers.utils.logging.disable_progress_bar()
+        diffusers.utils.logging.disable_progress_bar()
+
+
 def _split(value: str | None, option: str) -> tuple[str, ...] | None:
     if value is None:
         return None
@@ -126,6 +136,7 @@ def fit_cmd(inputs, output, base, image_encoder, conditions, guider_channels, in
                       batch_size=batch_size, size=parse_size(size, "--size", multiple=8), tau_ref=tau_ref,
                       tau_tar=tau_tar, keypoints=_keypoints(keypoints), skeleton_threshold=skeleton_threshold,
                       uncond_prob=uncond_prob, mixed_precision=mixed_precision, save_every=save_every, seed=seed)
+    _quiet_loaders()
     manifest = fit(expand_inputs(list(inputs)), output, opts, resume=resume, progress=progress_enabled(), device=device)
     logging.getLogger("reidtools").info("checkpoint %s: %d pairs' targets over %d ids, step %d, loss %.4f", output,
                                         manifest["pairs"]["targets"], manifest["pairs"]["ids"], manifest["step"],
@@ -178,6 +189,7 @@ def sample_cmd(ckpt_dir, inputs, output, poses, per_id, steps, scheduler, guidan
     if poses != "dataset":
         pose_shards = expand_inputs([p for p in poses.split(",") if p.strip()])
     index, count = resolve_task(shard_index, num_shards)
+    _quiet_loaders()
     sample_to(ckpt_dir, expand_inputs(list(inputs)), output, manifest, poses=pose_shards, per_id=per_id, steps=steps,
               scheduler=scheduler, guidance=guidance, size=hw, batch_size=batch_size, dtype=dtype, device=device,
               seed=seed, tau_ref=tau_ref, tau_tar=tau_tar, keypoints=_keypoints(keypoints), base=base,
