@@ -147,8 +147,9 @@ def fit_cmd(inputs, output, base, image_encoder, conditions, guider_channels, in
 @click.argument("ckpt_dir", metavar="CKPT_DIR")
 @click.argument("inputs", nargs=-1, required=True, metavar="PERSON_SHARDS...")
 @output_option()
-@click.option("--poses", default="dataset", metavar="POSE_SHARDS|dataset",
-              help="Target poses: `dataset` (the person shards' own poses) or shards (globs/braces; comma-separated).")
+@click.option("--poses", multiple=True, metavar="POSE_SHARDS|dataset",
+              help="Target poses: shards (paths, globs, brace patterns; repeatable) [default: dataset = the "
+                   "person shards' own poses].")
 @click.option("--per-id", type=click.IntRange(min=1), default=15, help="Images per identity (paper Fig. 2: ~15 best).")
 @click.option("--steps", type=click.IntRange(min=1), default=25, help="Denoising steps (no paper value).")
 @click.option("--scheduler", type=click.Choice(["ddim", "dpm++"]), default="ddim", help="Sampler (AnimateAnyone: DDIM).")
@@ -186,8 +187,10 @@ def sample_cmd(ckpt_dir, inputs, output, poses, per_id, steps, scheduler, guidan
     manifest = read_manifest(ckpt_dir)
     hw = parse_size(size, "--size", multiple=8) if size else tuple(manifest["options"]["size"])
     pose_shards = None
-    if poses != "dataset":
-        pose_shards = expand_inputs([p for p in poses.split(",") if p.strip()])
+    if poses and list(poses) != ["dataset"]:
+        if "dataset" in poses:
+            raise click.BadParameter("`dataset` cannot be mixed with pose shards", param_hint="--poses")
+        pose_shards = expand_inputs(list(poses))
     index, count = resolve_task(shard_index, num_shards)
     _quiet_loaders()
     sample_to(ckpt_dir, expand_inputs(list(inputs)), output, manifest, poses=pose_shards, per_id=per_id, steps=steps,
