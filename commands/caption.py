@@ -166,7 +166,7 @@ def _llava(model, question, temperature, max_new_tokens, batch_size, dtype, devi
                 m = meta(s)
                 m["caption"] = a
                 m.pop("clothes_prompt", None)      # described by an older caption
-                m.setdefault("caption_model", model)
+                m["caption_model"] = model
         yield from buffer
 
     def process(samples):
