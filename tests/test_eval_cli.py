@@ -3,7 +3,6 @@ and one-line errors for bad input."""
 
 from __future__ import annotations
 
-import io
 import json
 import tarfile
 
