@@ -312,3 +312,35 @@ def test_cli_with_a_tiny_trained_run(tmp_path, capsys):
     res = json.loads(out)
     assert res["num_query"] == 4 and res["num_gallery"] == 8 and res["refine"]["views_used"] == 8
     assert 0.0 <= res["rank1"] <= 1.0 and 0.0 <= res["unrefined"]["rank1"] <= 1.0
+
+
+@pytest.mark.slow
+def test_acceptance_chain_on_the_synthetic_dataset(tmp_path, capsys):
+    """synth -> mask -> caption (bank) -> inpaint the queries (tiny SD) -> train (tiny) -> refine."""
+    from reidtools.data.synth import write_dataset
+    from reidtools.generate.tiny import build_inpaint_pipeline
+
+    def reid_(*args):
+        return run_cli(cli, [str(a) for a in args])
+
+    write_dataset(str(tmp_path / "synth"), ids=8, outfits=2, cams=2, images_per=2, size=(64, 32), seed=0)
+    build_inpaint_pipeline(str(tmp_path / "sd"))
+    synth = tmp_path / "synth"
+    assert reid_("mask", "-q", synth / "train-000000.tar", "-o", tmp_path / "tm") == 0
+    assert reid_("caption", "-q", "--engine", "template", tmp_path / "tm", "-o", tmp_path / "tc",
+                 "--bank", tmp_path / "bank.json") == 0
+    assert reid_("mask", "-q", synth / "query-000000.tar", "-o", tmp_path / "qm") == 0
+    assert reid_("inpaint", "-q", tmp_path / "qm", "-o", tmp_path / "qv", "--model", tmp_path / "sd",
+                 "--prompts", f"bank:{tmp_path / 'bank.json'}", "-k", 2, "--steps", 1, "--size", "64x32",
+                 "--dtype", "fp32") == 0
+    assert reid_("train", synth / "train-000000.tar", "-o", tmp_path / "run", "--backbone", "resnet-tiny",
+                 "--size", "32x16", "--batch", "2x4", "--workers", "0", "-q", "--epochs", "1") == 0
+    capsys.readouterr()
+    rc, out, err = reid([str(synth / "query-000000.tar"), "-g", str(synth / "gallery-000000.tar"),
+                         "--variants", str(tmp_path / "qv"), "--model", str(tmp_path / "run"), "-p", "cc",
+                         "--json", "-"], capsys)
+    assert rc == 0, err
+    res = json.loads(out)
+    assert res["refine"]["queries_refined"] == res["refine"]["queries"] == res["num_query"] > 0
+    assert res["refine"]["views_used"] == 2 * res["num_query"]
+    assert set(res["unrefined"]) == set(res) - {"unrefined", "refine"}

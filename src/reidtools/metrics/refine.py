@@ -195,7 +195,7 @@ def refined_distances(qf: np.ndarray, gf: np.ndarray, views: Views, q: P.Meta, g
                 if not pres.any():
                     continue
                 sims = torch.empty(1 + nviews, b - a, len(g), dtype=torch.float32)
-                sims[0].copy_(d0[a - start:b - start]).neg_().add_(2.0)          # s = 2 - d = cos + 1
+                torch.mul(d0[a - start:b - start], -1.0, out=sims[0]).add_(2.0)    # s = 2 - d = cos + 1
                 for v in range(1, nviews + 1):
                     if not pres[:, v - 1].any():
                         sims[v].fill_(float("-inf"))
