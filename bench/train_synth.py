@@ -100,7 +100,7 @@ def main() -> None:
             throughput("resnet-tiny", (64, 32), 8, 4, 10),
             throughput("resnet-small", (64, 32), 8, 4, 10),
             throughput("resnet-tiny", (256, 128), 8, 4, 5),
-            throughput("resnet50", (256, 128), 8, 4, 3),
+            throughput("resnet50", (256, 128), 4, 4, 3),
         ]
         print(json.dumps(results["throughput"], indent=1), flush=True)
     with open(os.path.join(work, "results.json"), "w") as fh:
