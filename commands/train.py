@@ -38,20 +38,24 @@ def _batch(value: str) -> tuple[int, int]:
               help="Run folder to create (model.safetensors, config.yaml, log.jsonl, checkpoints/).")
 @click.option("--generated", multiple=True, metavar="SHARDS",
               help="Generated shards (samples with `source`); repeatable, globs/braces allowed.")
-@click.option("--method", type=click.Choice(["baseline", "cal", "hsal", "cal+hsal"]), default="baseline",
-              help="Losses: baseline (CE + triplet), cal (CE + clothes-adversarial), hsal / cal+hsal (+ HSGL hard-sample triplet).")
-@click.option("--backbone", type=click.Choice(["resnet50", "vit-b16", "resnet-small", "resnet-tiny", "vit-tiny"]), default="resnet50",
-              help="ResNet-50 (last stride 1) or CLIP ViT-B/16 image encoder; resnet-small for CPU demos, tiny configs for tests.")
+@click.option("--method", type=click.Choice(["baseline", "cal", "hsal", "cal+hsal", "dcac"]), default="baseline",
+              help="Losses: baseline (CE + triplet), cal (CE + clothes-adversarial), hsal / cal+hsal (+ HSGL hard-sample triplet), "
+                   "dcac (CE + prototypical contrastive + diffusion loss through a LoRA Stable Diffusion; DCAC's defaults for "
+                   "backbone, batch, lr, schedule; see docs/dcac.md).")
+@click.option("--backbone", type=click.Choice(["resnet50", "vit-b16", "clip-b16", "resnet-small", "resnet-tiny", "vit-tiny", "clip-tiny"]),
+              default="resnet50",
+              help="ResNet-50 (last stride 1), CLIP ViT-B/16 image encoder (vit-b16: 768-d class token; clip-b16: 512-d "
+                   "projected, default of dcac); resnet-small for CPU demos, tiny configs for tests.")
 @click.option("--pretrained", default=None, metavar="none|ID|DIR",
               help="Backbone weights: `none`, a Hugging Face id or a folder [default: microsoft/resnet-50 or openai/clip-vit-base-patch16; none for tiny].")
 @click.option("--epochs", type=int, default=60, help="Epochs (Simple-CCReID).")
-@click.option("--batch", default="8x4", metavar="PxK", help="P identities x K images per batch (Simple-CCReID).")
+@click.option("--batch", default="8x4", metavar="PxK", help="P identities x K images per batch (Simple-CCReID) [dcac: 16x4].")
 @click.option("--size", default="256x128", metavar="HxW", help="Input size (BoT).")
-@click.option("--lr", type=float, default=3.5e-4, help="Adam learning rate.")
-@click.option("--weight-decay", type=float, default=5e-4, help="Adam weight decay.")
-@click.option("--milestones", default="20,40", help="Epochs where the lr is multiplied by --gamma.")
+@click.option("--lr", type=float, default=3.5e-4, help="Adam learning rate [dcac: 5e-6].")
+@click.option("--weight-decay", type=float, default=5e-4, help="Adam weight decay [dcac: 1e-4].")
+@click.option("--milestones", default="20,40", help="Epochs where the lr is multiplied by --gamma [dcac: 30,50].")
 @click.option("--gamma", type=float, default=0.1, help="Step decay factor.")
-@click.option("--warmup-epochs", type=int, default=0, help="Linear warm-up from lr/10 (BoT uses 10).")
+@click.option("--warmup-epochs", type=int, default=0, help="Linear warm-up from lr/10 (BoT uses 10) [dcac: 10].")
 @click.option("--label-smooth", type=float, default=0.1, help="Label smoothing epsilon of the identity loss.")
 @click.option("--margin", type=float, default=0.3, help="Triplet margin.")
 @click.option("--distance", type=click.Choice(["euclidean", "cosine"]), default="euclidean", help="Triplet/HSAL distance.")
@@ -69,6 +73,20 @@ def _batch(value: str) -> tuple[int, int]:
 @click.option("--erasing", type=float, default=0.5, help="Random erasing probability.")
 @click.option("--mixed-precision", type=click.Choice(["no", "fp16", "bf16"]), default="no", help="accelerate mixed precision.")
 @click.option("--grad-accum", type=int, default=1, help="Gradient accumulation steps.")
+@click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations in backward (backbone and DCAC U-Net) to save memory.")
+@click.option("--diffusion-model", default="stable-diffusion-v1-5/stable-diffusion-v1-5", metavar="ID|DIR",
+              help="dcac: Stable Diffusion (diffusers layout: vae/, unet/, scheduler/) whose frozen U-Net gets LoRA adapters.")
+@click.option("--condition", type=click.Choice(["correlation", "class", "class-released", "instance"]), default="correlation",
+              help="dcac: diffusion condition (eq. 12 correlation-aware; Table 7 ablations; class-released = released code's e_y).")
+@click.option("--condition-tau", type=float, default=1.0,
+              help="dcac: tau_c of eq. 12 (paper: 0.1 CUHK03, 0.6 Market/Duke, 1.0 MSMT17 and multi-source).")
+@click.option("--dif-weight", type=float, default=1.0, help="dcac: lambda of eq. 13.")
+@click.option("--lora-rank", type=int, default=8, help="dcac: LoRA rank (paper: 8; 32 for MSMT17 and multi-source).")
+@click.option("--lora-alpha", type=float, default=1.0, help="dcac: LoRA alpha (scale alpha/r; eq. 9 uses 1/r).")
+@click.option("--diffusion-size", type=int, default=128, help="dcac: side of the square diffusion input (released code: 128).")
+@click.option("--pcl-weight", type=float, default=1.0, help="dcac: weight of the prototypical contrastive loss.")
+@click.option("--pcl-temperature", type=float, default=0.01, help="dcac: PCL temperature tau (eq. 6).")
+@click.option("--pcl-momentum", type=float, default=0.2, help="dcac: memory momentum gamma (eq. 7).")
 @click.option("--workers", type=int, default=2, help="Image decoding worker processes per training process.")
 @click.option("--cpu", is_flag=True, help="Train on the CPU even if a GPU is present.")
 @click.option("--resume", is_flag=True, help="Continue the run in -o from its last checkpoint.")
@@ -78,7 +96,9 @@ def _batch(value: str) -> tuple[int, int]:
 def cli(inputs, output, generated, method, backbone, pretrained, epochs, batch, size, lr, weight_decay, milestones,
         gamma, warmup_epochs, label_smooth, margin, distance, triplet_weight, pooling, cal_start_epoch, cal_scale,
         cal_epsilon, hsal_alpha, hsal_lambda, mix, progressive_epochs, progressive_fractions, erasing,
-        mixed_precision, grad_accum, workers, cpu, resume, keep_checkpoints, log_every, seed):
+        mixed_precision, grad_accum, gradient_checkpointing, diffusion_model, condition, condition_tau, dif_weight,
+        lora_rank, lora_alpha, diffusion_size, pcl_weight, pcl_temperature, pcl_momentum, workers, cpu, resume,
+        keep_checkpoints, log_every, seed):
     """Train a ReID model on real and generated shards.
 
     Writes a run folder (-o RUN): model.safetensors, config.yaml (every option with the source of its
@@ -105,7 +125,11 @@ def cli(inputs, output, generated, method, backbone, pretrained, epochs, batch, 
                           hsal_alpha=hsal_alpha, hsal_lambda=hsal_lambda, mix=mix,
                           progressive_epochs=_ints(progressive_epochs),
                           progressive_fractions=_floats(progressive_fractions), erasing=erasing,
-                          mixed_precision=mixed_precision, grad_accum=grad_accum, seed=seed, log_every=log_every)
+                          mixed_precision=mixed_precision, grad_accum=grad_accum,
+                          gradient_checkpointing=gradient_checkpointing, diffusion_model=diffusion_model,
+                          condition=condition, condition_tau=condition_tau, dif_weight=dif_weight, lora_rank=lora_rank,
+                          lora_alpha=lora_alpha, diffusion_size=diffusion_size, pcl_weight=pcl_weight,
+                          pcl_temperature=pcl_temperature, pcl_momentum=pcl_momentum, seed=seed, log_every=log_every)
     except ValueError as exc:
         raise click.UsageError(f"bad list option ({exc})") from None
     sources = {}

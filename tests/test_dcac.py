@@ -31,8 +31,11 @@ def test_memory_hard_update_three_ids_by_hand():
     # z_hard = (0.6, 0.8); M[0] = 0.2 (1, 0) + 0.8 (0.6, 0.8) = (0.68, 0.64), / 0.933809 = (0.728200, 0.685365)
     # id 2 has one sample (0, -1): M[2] = 0.2 (-1, 0) + 0.8 (0, -1) = (-0.2, -0.8) / 0.824621
     mem = PrototypeMemory(torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]), momentum=0.2)
-    z = torch.tensor([[0.6, 0.8], [2.0, 0.0], [0.0, -3.0]])
+    z = torch.tensor([[0.6, 0.8], [2.0, 0.0], [0.0, -3.0]], requires_grad=True)
+    loss = mem.loss(z, torch.tensor([0, 0, 2]))
     mem.update(z, torch.tensor([0, 0, 2]))
+    loss.backward()                                   # the update (eq. 7) comes after the loss, before backward
+    assert z.grad is not None
     assert mem.features[0].tolist() == pytest.approx([0.728200, 0.685365], abs=1e-5)
     assert mem.features[1].tolist() == pytest.approx([0.0, 1.0])              # absent from the batch
     assert mem.features[2].tolist() == pytest.approx([-0.242536, -0.970143], abs=1e-5)

@@ -5,6 +5,8 @@
   trick of BoT/CAL: a 16x8 instead of 8x4 map at 256x128). Output: the last feature map.
 - CLIP ViT-B/16 image encoder (`vit-b16`): `CLIPVisionModel` with positional embeddings interpolated
   to the ReID input size. Output: the class token after the final layer norm (`pooler_output`).
+- CLIP ViT-B/16 with CLIP's visual projection (`clip-b16`): `CLIPVisionModelWithProjection`, the class
+  token projected to 512-d (`image_embeds`), as CLIP-ReID / DCAC use it; `clip-tiny` for tests.
 - `resnet-small`: a ResNet-10-like config for CPU demos; `resnet-tiny` / `vit-tiny`: tiny configs for tests.
 """
 
@@ -15,13 +17,19 @@ from torch import nn
 
 from reidtools.errors import ReidError
 
-BACKBONES = ("resnet50", "vit-b16", "resnet-small", "resnet-tiny", "vit-tiny")
+BACKBONES = ("resnet50", "vit-b16", "clip-b16", "resnet-small", "resnet-tiny", "vit-tiny", "clip-tiny")
 DEFAULT_PRETRAINED = {"resnet50": "microsoft/resnet-50", "vit-b16": "openai/clip-vit-base-patch16",
-                      "resnet-small": "none", "resnet-tiny": "none", "vit-tiny": "none"}
+                      "clip-b16": "openai/clip-vit-base-patch16",
+                      "resnet-small": "none", "resnet-tiny": "none", "vit-tiny": "none", "clip-tiny": "none"}
 
 
 def family(name: str) -> str:
-    return "vit" if name.startswith("vit") else "resnet"
+    return "vit" if name.startswith(("vit", "clip")) else "resnet"
+
+
+def projected(name: str) -> bool:
+    """CLIP image encoders ending in CLIP's visual projection (512-d for ViT-B/16)."""
+    return name.startswith("clip")
 
 
 def default_config(name: str):
@@ -36,10 +44,10 @@ def default_config(name: str):
     if name == "resnet-tiny":
         return ResNetConfig(embedding_size=8, hidden_sizes=[16, 32, 32, 64], depths=[1, 1, 1, 1],
                             layer_type="bottleneck", hidden_act="relu")
-    if name == "vit-b16":
+    if name in ("vit-b16", "clip-b16"):
         return CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
                                 num_attention_heads=12, patch_size=16, image_size=224, projection_dim=512)
-    if name == "vit-tiny":
+    if name in ("vit-tiny", "clip-tiny"):
         return CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                 num_attention_heads=2, patch_size=8, image_size=32, projection_dim=32)
     raise ReidError(f"--backbone {name!r} is not one of {', '.join(BACKBONES)}")
@@ -58,16 +66,34 @@ class Backbone(nn.Module):
     def __init__(self, name: str, net: nn.Module):
         super().__init__()
         self.name, self.kind, self.net = name, family(name), net
+        self.projected = projected(name)
         if self.kind == "resnet":
             _last_stride_one(net)
             self.out_dim = net.config.hidden_sizes[-1]
+        elif self.projected:
+            self.out_dim = net.config.projection_dim
         else:
             self.out_dim = net.config.hidden_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kind == "resnet":
             return self.net(pixel_values=x).last_hidden_state
+        if self.projected:
+            return self.net(pixel_values=x, interpolate_pos_encoding=True).image_embeds
         return self.net(pixel_values=x, interpolate_pos_encoding=True).pooler_output
+
+
+def _projected_config(path: str) -> dict:
+    """A full CLIP checkpoint (openai/clip-vit-base-patch16) keeps the projection size at its top level:
+    give it to the vision config so `visual_projection` loads instead of being re-initialised."""
+    from transformers import AutoConfig
+
+    conf = AutoConfig.from_pretrained(path)
+    if getattr(conf, "model_type", None) != "clip":
+        return {}
+    vision = conf.vision_config
+    vision.projection_dim = conf.projection_dim
+    return {"config": vision}
 
 
 def _last_stride_one(net: nn.Module) -> None:
@@ -81,11 +107,11 @@ def _last_stride_one(net: nn.Module) -> None:
 def build_backbone(name: str, pretrained: str = "none", config_dict: dict | None = None) -> Backbone:
     """`pretrained`: `none` (random init from the config), a hub id or a folder (via resolve_model).
     `config_dict` rebuilds a saved run's architecture without touching any hub."""
-    from transformers import CLIPVisionModel, ResNetModel
+    from transformers import CLIPVisionModel, CLIPVisionModelWithProjection, ResNetModel
 
     if name not in BACKBONES:
         raise ReidError(f"--backbone {name!r} is not one of {', '.join(BACKBONES)}")
-    cls = CLIPVisionModel if family(name) == "vit" else ResNetModel
+    cls = ResNetModel if family(name) == "resnet" else CLIPVisionModelWithProjection if projected(name) else CLIPVisionModel
     if config_dict is not None:
         return Backbone(name, cls(config_from_dict(name, config_dict)))
     if pretrained in (None, "", "none"):
@@ -94,7 +120,7 @@ def build_backbone(name: str, pretrained: str = "none", config_dict: dict | None
 
     path = resolve_model(pretrained)
     try:
-        net = cls.from_pretrained(path)
-    except (OSError, ValueError, KeyError) as exc:
+        net = cls.from_pretrained(path, **_projected_config(path) if projected(name) else {})
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ReidError(f"--pretrained {pretrained}: cannot load a {cls.__name__} from {path} ({exc})") from None
     return Backbone(name, net)

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from reidtools.errors import ReidError
 
-METHODS = ("baseline", "cal", "hsal", "cal+hsal")
+METHODS = ("baseline", "cal", "hsal", "cal+hsal", "dcac")
 MIXES = ("progressive", "concat")
 DISTANCES = ("euclidean", "cosine")
 PRECISIONS = ("no", "fp16", "bf16")
@@ -44,6 +44,18 @@ class TrainConfig:
     erasing: float = 0.5
     mixed_precision: str = "no"
     grad_accum: int = 1
+    gradient_checkpointing: bool = False
+    # DCAC (seed 003; --method dcac)
+    diffusion_model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    condition: str = "correlation"
+    condition_tau: float = 1.0
+    dif_weight: float = 1.0
+    lora_rank: int = 8
+    lora_alpha: float = 1.0
+    diffusion_size: int = 128
+    pcl_weight: float = 1.0
+    pcl_temperature: float = 0.01
+    pcl_momentum: float = 0.2
     seed: int = 0
     log_every: int = 50
 
@@ -99,6 +111,17 @@ SOURCES = {
     "erasing": "BoT / Simple-CCReID random erasing 0.5",
     "mixed_precision": "reidtools (fp32)",
     "grad_accum": "reidtools (1)",
+    "gradient_checkpointing": "reidtools (off)",
+    "diffusion_model": "DCAC: stable-diffusion-v1-5 (VAE + U-Net, frozen)",
+    "condition": "DCAC eq. 12 correlation-aware (Table 7 ablations: class, instance; class-released = released code's rescaled one-hot)",
+    "condition_tau": "DCAC released base config 1.0 (paper: 0.1 CUHK03, 0.6 Market/Duke, 1.0 MSMT17 and multi-source)",
+    "dif_weight": "DCAC eq. 13 lambda = 1",
+    "lora_rank": "DCAC: r = 8 (32 for MSMT17 and multi-source)",
+    "lora_alpha": "DCAC eq. 9 scale 1/r (released loralib alpha 1.0)",
+    "diffusion_size": "DCAC released code: 128x128 diffusion input",
+    "pcl_weight": "DCAC eq. 8 (released PCL_LOSS_WEIGHT 1.0)",
+    "pcl_temperature": "DCAC tau = 0.01",
+    "pcl_momentum": "DCAC gamma = 0.2",
     "seed": "reidtools (0)",
     "log_every": "reidtools (50 steps)",
 }
@@ -114,6 +137,11 @@ def resolve(cfg: TrainConfig, sources: dict[str, str]) -> tuple[TrainConfig, dic
     out = dict(sources)
     if cfg.method not in METHODS:
         raise ReidError(f"--method {cfg.method!r} is not one of {', '.join(METHODS)}")
+    if cfg.method == "dcac":   # the paper's recipe for every option the user left at its default
+        for name, (value, why) in DCAC_DEFAULTS.items():
+            if name not in sources:
+                setattr(cfg, name, value)
+                out[name] = why
     if cfg.backbone not in BACKBONES:
         raise ReidError(f"--backbone {cfg.backbone!r} is not one of {', '.join(BACKBONES)}")
     if cfg.pretrained is None:
@@ -135,9 +163,32 @@ def resolve(cfg: TrainConfig, sources: dict[str, str]) -> tuple[TrainConfig, dic
     if cfg.epochs < 1 or cfg.grad_accum < 1:
         raise ReidError("--epochs and --grad-accum must be at least 1")
     check_schedule(cfg.progressive_epochs, cfg.progressive_fractions)
+    if cfg.method == "dcac":
+        from reidtools.reid.backbones import family
+        from reidtools.reid.dcac import CONDITIONS
+
+        if family(cfg.backbone) != "vit":
+            raise ReidError(f"--backbone {cfg.backbone}: --method dcac needs a CLIP ViT backbone (clip-b16)")
+        if cfg.condition not in CONDITIONS:
+            raise ReidError(f"--condition {cfg.condition!r} is not one of {', '.join(CONDITIONS)}")
+        if cfg.lora_rank < 1 or cfg.diffusion_size < 8 or cfg.diffusion_size % 8:
+            raise ReidError("--lora-rank must be >= 1 and --diffusion-size a multiple of 8")
     for f in fields(TrainConfig):
         out.setdefault(f.name, SOURCES.get(f.name, "reidtools"))
     return cfg, out
+
+
+# --method dcac: DCAC's values (paper section 5.2 and the released adam.yaml) for options left at default
+DCAC_DEFAULTS = {
+    "backbone": ("clip-b16", "DCAC: CLIP ViT-B/16 image encoder, 512-d projected feature"),
+    "batch_p": (16, "DCAC: batch 64 = 16 identities x 4 images"),
+    "batch_k": (4, "DCAC: NUM_INSTANCE 4"),
+    "lr": (5e-6, "DCAC released adam.yaml BASE_LR 5e-6"),
+    "weight_decay": (1e-4, "DCAC released adam.yaml WEIGHT_DECAY 1e-4"),
+    "milestones": ([30, 50], "DCAC released adam.yaml STEPS [30, 50]"),
+    "warmup_epochs": (10, "DCAC released adam.yaml linear warm-up 10 epochs from 0.1 lr"),
+    "triplet_weight": (0.0, "DCAC: no triplet loss (L_ReID = L_id + L_pcl, eq. 8)"),
+}
 
 
 def lr_at(cfg: TrainConfig, epoch: int) -> float:

@@ -174,12 +174,15 @@ def augment(img: np.ndarray, gen: np.random.Generator, cfg: AugmentConfig) -> tu
 class BatchLoader:
     """Map-style dataset over batches: item i is the decoded, augmented batch i of the epoch plan.
 
-    Used through torch's DataLoader (batch_size=None) so that decoding runs in workers."""
+    Used through torch's DataLoader (batch_size=None) so that decoding runs in workers.
+    `diffusion_size` (DCAC) adds "diffusion": the un-augmented image, bicubic-resized to a square of that
+    side, as uint8 (B, S, S, 3) (augmentation is for the ReID branch only)."""
 
     def __init__(self, records: list[Record], batches: list[list[int]], *, size, seed: int, epoch: int,
-                 augment_cfg: AugmentConfig | None):
+                 augment_cfg: AugmentConfig | None, diffusion_size: int | None = None):
         self.records, self.batches, self.size = records, batches, size
         self.seed, self.epoch, self.augment_cfg = seed, epoch, augment_cfg
+        self.diffusion_size = diffusion_size
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -202,7 +205,14 @@ class BatchLoader:
             if box is not None:
                 y0, x0, eh, ew = box
                 x[b, :, y0:y0 + eh, x0:x0 + ew] = 0.0
+        extra = {}
+        if self.diffusion_size:
+            side = self.diffusion_size
+            extra["diffusion"] = torch.from_numpy(np.stack([
+                np.asarray(Image.open(io.BytesIO(self.records[j].data)).convert("RGB").resize((side, side), Image.BICUBIC),
+                           dtype=np.uint8) for j in idx]))
         return {
+            **extra,
             "images": x,
             "labels": torch.tensor([self.records[j].label for j in idx], dtype=torch.long),
             "clothes": torch.tensor([self.records[j].clothes_label for j in idx], dtype=torch.long),

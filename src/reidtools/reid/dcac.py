@@ -84,12 +84,15 @@ class PrototypeMemory:
     @torch.no_grad()
     def update(self, z: torch.Tensor, labels: torch.Tensor) -> None:
         z = F.normalize(z.detach().float(), dim=1)
-        sim = (z * self.features[labels]).sum(dim=1)
+        # a new tensor: a loss computed from the old one may not have been back-propagated yet
+        features = self.features.clone()
+        sim = (z * features[labels]).sum(dim=1)
         for y in labels.unique().tolist():
             idx = (labels == y).nonzero().flatten()
             hard = z[idx[sim[idx].argmin()]]
-            row = self.momentum * self.features[y] + (1.0 - self.momentum) * hard
-            self.features[y] = row / row.norm().clamp_min(1e-12)
+            row = self.momentum * features[y] + (1.0 - self.momentum) * hard
+            features[y] = row / row.norm().clamp_min(1e-12)
+        self.features = features
 
 
 def centroid_sums(features: torch.Tensor, labels: torch.Tensor, n_ids: int) -> tuple[torch.Tensor, torch.Tensor]:

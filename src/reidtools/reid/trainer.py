@@ -138,15 +138,27 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
         backbone = build_backbone(cfg.backbone, cfg.pretrained)
     model = ReidModel(backbone, n_ids, pooling=cfg.pooling)
     cc = NormalizedClassifier(model.dim, n_cc) if cfg.uses_cal() else None
+    dcac = _dcac_head(cfg, backbone, n_ids, model.dim) if cfg.method == "dcac" else None
+    if cfg.gradient_checkpointing:
+        if not getattr(backbone.net, "supports_gradient_checkpointing", False):
+            raise ReidError(f"--gradient-checkpointing: backbone {cfg.backbone} does not support it")
+        backbone.net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in model.parameters() if p.requires_grad]
     if cc is not None:
         params += list(cc.parameters())
+    if dcac is not None:   # LoRA adapters and ID prompts; the VAE and the U-Net's base weights stay frozen
+        params += [p for p in dcac.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_epoch, global_step = 0, 0
     if saved is not None and ckpt is not None:
         state = runio.load_weights(os.path.join(ckpt, runio.WEIGHTS))
         cc_state = {k.split(".", 1)[1]: state.pop(k) for k in list(state) if k.startswith("clothes_classifier.")}
+        dcac_state = {k.split(".", 1)[1]: state.pop(k) for k in list(state) if k.startswith("dcac.")}
         model.load_state_dict(state)
+        if dcac is not None:
+            if set(dcac_state) != set(dcac.trainable_state()):
+                raise ReidError(f"--resume: {ckpt} does not hold this run's DCAC LoRA/prompt weights")
+            dcac.load_state_dict(dcac_state, strict=False)
         if cc is not None:
             cc.load_state_dict(cc_state)
         opt_state = runio.load_optimizer(ckpt)
@@ -174,10 +186,12 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
                                    **hard_pair_counts(rows_real + rows_gen)})
     acc.wait_for_everyone()
 
+    extras = [m for m in (cc, dcac) if m is not None]
+    model, *extras, optimizer = acc.prepare(model, *extras, optimizer)
     if cc is not None:
-        model, cc, optimizer = acc.prepare(model, cc, optimizer)
-    else:
-        model, optimizer = acc.prepare(model, optimizer)
+        cc = extras.pop(0)
+    if dcac is not None:
+        dcac = extras.pop(0)
     pos_mask = pos_mask.to(acc.device)
 
     records = real + gen
@@ -208,12 +222,16 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
             n_steps = int(acc.gather(torch.tensor([n_steps], device=acc.device)).min().item())
         if n_steps == 0:
             raise ReidError(f"--batch {cfg.batch_p}x{cfg.batch_k}: no complete batch in epoch {epoch + 1}")
+        memory = _pcl_memory(acc, model, records, pk_pool, cfg, n_ids, workers) if dcac is not None else None
         loader = torch.utils.data.DataLoader(
-            BatchLoader(records, batches[:n_steps], size=tuple(cfg.size), seed=rank_seed, epoch=epoch, augment_cfg=aug),
+            BatchLoader(records, batches[:n_steps], size=tuple(cfg.size), seed=rank_seed, epoch=epoch, augment_cfg=aug,
+                        diffusion_size=cfg.diffusion_size if dcac is not None else None),
             batch_size=None, shuffle=False, num_workers=workers)
         model.train()
         if cc is not None:
             cc.train()
+        if dcac is not None:
+            dcac.train()
         sums: dict[str, float] = {}
         images, batch_hp, batch_hn = 0, 0, 0
         t0 = time.perf_counter()
@@ -222,7 +240,8 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
             sync = (step + 1) % cfg.grad_accum == 0 or step + 1 == n_steps
             ctx = contextlib.nullcontext() if sync or world == 1 else acc.no_sync(model)
             with ctx:
-                terms, hp, hn = _losses(cfg, model, cc, batch, acc.device, epoch, pos_mask, progressive)
+                terms, hp, hn = _losses(cfg, model, cc, batch, acc.device, epoch, pos_mask, progressive,
+                                        dcac=dcac, memory=memory, acc=acc)
                 total = sum(terms.values())
                 _check_finite(acc, terms, global_step + 1, epoch, run_dir, world)
                 acc.backward(total / cfg.grad_accum)
@@ -256,7 +275,7 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
         runio.save_rng(path, rank)
         acc.wait_for_everyone()
         if main:
-            runio.save_checkpoint(run_dir, epoch + 1, model_state=_state(acc, model, cc),
+            runio.save_checkpoint(run_dir, epoch + 1, model_state=_state(acc, model, cc, dcac),
                                   optimizer_state=optimizer.state_dict(),
                                   state={"epoch": epoch + 1, "global_step": global_step}, keep=keep_checkpoints)
             pool = rows_real + _eligible(rows_gen, epoch, cfg, progressive)
@@ -300,7 +319,8 @@ def _eligible(rows_gen: list[Row], epoch: int, cfg: TrainConfig, progressive: bo
     return [r for r in rows_gen if r.variant < eligible_count(per_source[r.source], frac)]
 
 
-def _losses(cfg: TrainConfig, model, cc, batch: dict, device, epoch: int, pos_mask, progressive: bool):
+def _losses(cfg: TrainConfig, model, cc, batch: dict, device, epoch: int, pos_mask, progressive: bool, *,
+            dcac=None, memory=None, acc=None):
     images = batch["images"].to(device, non_blocking=True)
     labels, clothes, cams = (batch[k].to(device) for k in ("labels", "clothes", "cams"))
     generated = batch["generated"].to(device)
@@ -322,7 +342,47 @@ def _losses(cfg: TrainConfig, model, cc, batch: dict, device, epoch: int, pos_ma
         inner = cc.module if hasattr(cc, "module") else cc
         terms["adversarial"] = clothes_adversarial_loss(inner(f, detach_weight=True), c, pos_mask[y],
                                                         scale=cfg.cal_scale, epsilon=cfg.cal_epsilon)
+    if dcac is not None:   # DCAC eqs. 8 and 13: L_id + L_pcl + lambda L_dif
+        from reidtools.reid.dcac import diffusion_input
+
+        terms["pcl"] = cfg.pcl_weight * memory.loss(bn, labels)
+        terms["dif"] = cfg.dif_weight * dcac(diffusion_input(batch["diffusion"].to(device)), logits, bn, labels)
+        # eq. 7 after the loss (as the released code's backward hook), with every process's batch so
+        # that all processes keep the same memory
+        memory.update(*((acc.gather(bn.detach()), acc.gather(labels)) if acc.num_processes > 1 else (bn, labels)))
     return terms, int(is_hp.sum()), int(is_hn.sum())
+
+
+def _dcac_head(cfg: TrainConfig, backbone, n_ids: int, feat_dim: int):
+    from reidtools.reid.dcac import DcacHead, freeze_patch_projection, load_diffusion_branch
+
+    freeze_patch_projection(backbone)
+    branch = load_diffusion_branch(cfg.diffusion_model, lora_rank=cfg.lora_rank, lora_alpha=cfg.lora_alpha)
+    if cfg.gradient_checkpointing:
+        branch.enable_gradient_checkpointing()
+    return DcacHead(branch, n_ids, feat_dim, condition=cfg.condition, tau=cfg.condition_tau)
+
+
+@torch.no_grad()
+def _pcl_memory(acc, model, records: list[Record], indices: list[int], cfg: TrainConfig, n_ids: int, workers: int):
+    """DCAC's memory bank at the start of an epoch: each identity's centroid of (L2-normalised) BNNeck
+    features of its un-augmented training images, summed over every process."""
+    from reidtools.reid.dcac import PrototypeMemory, centroid_sums
+
+    chunks = [indices[i:i + 128] for i in range(0, len(indices), 128)]
+    loader = torch.utils.data.DataLoader(
+        BatchLoader(records, chunks, size=tuple(cfg.size), seed=0, epoch=0, augment_cfg=None),
+        batch_size=None, shuffle=False, num_workers=workers)
+    model.eval()
+    sums = counts = None
+    for batch in loader:
+        with acc.autocast():
+            bn = model(batch["images"].to(acc.device))["bn"].float()
+        s, c = centroid_sums(bn, batch["labels"].to(acc.device), n_ids)
+        sums, counts = (s, c) if sums is None else (sums + s, counts + c)
+    if acc.num_processes > 1:
+        sums, counts = acc.reduce(sums, "sum"), acc.reduce(counts, "sum")
+    return PrototypeMemory.from_sums(sums, counts, momentum=cfg.pcl_momentum, temperature=cfg.pcl_temperature)
 
 
 def _check_finite(acc, terms: dict, step: int, epoch: int, run_dir: str, world: int) -> None:
@@ -340,10 +400,13 @@ def _check_finite(acc, terms: dict, step: int, epoch: int, run_dir: str, world: 
                     f"{kept} (lower --lr, or use --mixed-precision no)")
 
 
-def _state(acc, model, cc) -> dict:
+def _state(acc, model, cc, dcac=None) -> dict:
+    """The ReID model (what model.safetensors keeps); checkpoints add DCAC's LoRA and ID prompts."""
     state = dict(acc.unwrap_model(model).state_dict())
     if cc is not None:
         state.update({f"clothes_classifier.{k}": v for k, v in acc.unwrap_model(cc).state_dict().items()})
+    if dcac is not None:
+        state.update({f"dcac.{k}": v for k, v in acc.unwrap_model(dcac).trainable_state().items()})
     return state
 
 
