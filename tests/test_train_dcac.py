@@ -93,3 +93,21 @@ def test_dcac_option_errors(synth_dir, models, tmp_path, capsys):
     assert reid("train", *base, "-o", tmp_path / "b", "--diffusion-model", "nobody/no-such-sd") == 1
     assert "not in the local cache" in capsys.readouterr().err
     assert reid("train", *base, "-o", tmp_path / "c", "--diffusion-model", models / "sd", "--condition", "onehot") == 2
+
+
+def test_multi_source_keeps_identities_of_different_datasets_apart(synth_dir, tmp_path):
+    """Leave-one-out training mixes datasets whose pids overlap: identities are (dataset, pid)."""
+    from reidtools.shards import ShardWriter, expand_inputs, iter_samples, meta
+
+    src = list(iter_samples(expand_inputs([str(synth_dir / "train-000000.tar")])))
+    with ShardWriter(str(tmp_path / "other"), prefix="train", maxcount=1000) as w:
+        for s in src:
+            w.write({"__key__": "o" + s["__key__"], "jpg": s["jpg"], "json": dict(meta(s), dataset="other")})
+    n_ids = len({meta(s)["pid"] for s in src})
+    run = tmp_path / "run"
+    assert reid("train", synth_dir / "train-000000.tar", tmp_path / "other", "-o", run, "--backbone", "resnet-tiny",
+                "--size", "32x16", "--batch", "4x2", "--epochs", "1", "--workers", "0", "-q") == 0
+    labels = json.loads((run / "labels.json").read_text())
+    assert len(labels["pids"]) == 2 * n_ids and any(k.startswith("other/") for k in labels["pids"])
+    record = json.loads((run / "log.jsonl").read_text().splitlines()[0])
+    assert record["ids"] == 2 * n_ids

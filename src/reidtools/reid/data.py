@@ -34,6 +34,7 @@ class Record:
     variant: int = 0              # order among the variants of one source (progressive learning)
     label: int = -1               # contiguous identity label
     clothes_label: int = -1
+    dataset: str = ""
 
 
 @dataclass
@@ -67,8 +68,18 @@ def read_records(shards: list[str], *, generated: bool, keep=None, need_source: 
             data.save(buf, format="PNG")
             data = buf.getvalue()
         out.append(Record(key=key, pid=int(m["pid"]), camid=int(m["camid"]), clothes=str(m["clothes"]),
-                          data=data, generated=generated, source=(m.get("source") or key) if generated else None))
+                          data=data, generated=generated, source=(m.get("source") or key) if generated else None,
+                          dataset=str(m.get("dataset", ""))))
     return out
+
+
+def key_by_dataset(records: list[Record]) -> None:
+    """Multi-source training: pids and clothes ids are unique only within a dataset (Market's pid 1 is
+    not Duke's pid 1), so when the training shards mix datasets identities become `dataset/pid` and
+    clothes ids `dataset/clothes` (labels.json then holds those keys)."""
+    for r in records:
+        r.pid = f"{r.dataset}/{r.pid}"
+        r.clothes = f"{r.dataset}/{r.clothes}"
 
 
 def assign_variants(generated: list[Record]) -> None:

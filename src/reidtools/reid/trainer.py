@@ -21,7 +21,7 @@ from reidtools.errors import ReidError
 from reidtools.reid import run as runio
 from reidtools.reid.config import TrainConfig, lr_at
 from reidtools.reid.data import (AugmentConfig, BatchLoader, Record, apply_labels, assign_variants,
-                                 build_label_maps, read_records)
+                                 build_label_maps, key_by_dataset, read_records)
 from reidtools.reid.losses import (batch_hard_triplet, clothes_adversarial_loss, cross_entropy_ls,
                                    hard_sample_matrices, hsal_triplet, pairwise_distance)
 from reidtools.reid.pairs import hard_pair_counts
@@ -86,6 +86,12 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
     real = read_records(split_shards(train_shards, rank, world), generated=False)
     if not real:
         raise ReidError(f"process {rank}: no training samples in {len(train_shards)} shard(s)")
+    datasets = {r.dataset for r in real}
+    if world > 1:
+        datasets = set().union(*gather_object([sorted(datasets)]))
+    multi_source = len(datasets) > 1
+    if multi_source:
+        key_by_dataset(real)
     progressive = bool(gen_shards) and cfg.mix == "progressive"
     gen_rows: list[Row] = []
     gen: list[Record] = []
@@ -93,11 +99,15 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
         if progressive:   # variants of this process's real images may sit in any generated shard
             local = {r.key for r in real}
             every = read_records(gen_shards, generated=True, need_source=True, keep=lambda m, k: m.get("source") in local)
+            if multi_source:
+                key_by_dataset(every)
             assign_variants(every)
             gen = [g for g in every if g.data is not None]
             gen_rows = _rows(every) if rank == 0 else []
         else:
             gen = read_records(split_shards(gen_shards, rank, world), generated=True)
+            if multi_source:
+                key_by_dataset(gen)
             assign_variants(gen)
             gen_rows = _rows(gen)
     rows_real: list[Row] = gather_object(_rows(real)) if world > 1 else _rows(real)
