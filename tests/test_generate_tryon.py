@@ -286,3 +286,18 @@ def test_cli_tryon_errors(tiny_dir, catalogue, synth_dir, tmp_path, capsys):
     assert _reid(["tryon", str(persons), "--garments", str(catalogue), "-o", str(tmp_path / "o2"),
                   "--model", "nobody/none", "-q"]) == 1
     assert "huggingface-cli download nobody/none" in capsys.readouterr().err
+
+
+def test_offload_hooks_and_no_ip_adapter(tiny_dir, pipe):
+    """--offload's accelerate hooks give the same image (exercised with cpu as the execution device);
+    without the IP-Adapter the image encoder is not loaded and the garment still matters (refattn)."""
+    s = T.TryOnSettings(steps=1, size=SIZE)
+    args = (_img(1), _mask(), _img(3), _img(10), 5, s)
+    off = T.TryOnPipeline.from_pretrained(tiny_dir, offload=True)
+    assert set(off.hooks) == set(T.TryOnPipeline.MODELS)
+    assert np.array_equal(np.asarray(off(*args)), np.asarray(pipe(*args)))
+    plain = T.TryOnPipeline.from_pretrained(tiny_dir, ip_adapter=False)
+    assert plain.image_encoder is None and plain.image_proj is None
+    a = np.asarray(plain(*args))
+    assert not np.array_equal(a, np.asarray(pipe(*args)))
+    assert not np.array_equal(a, np.asarray(plain(_img(1), _mask(), _img(3), _img(11), 5, s)))
