@@ -225,3 +225,12 @@ def test_two_processes_with_torchrun(data, tmp_path):
     assert sorted(os.listdir(run / "checkpoints" / "epoch-0002")) == [
         "model.safetensors", "optimizer.pt", "rng-0.safetensors", "rng-1.safetensors", "state.json"]
     assert (run / "model.safetensors").is_file()
+
+
+def test_too_few_ids_for_p_fails_before_creating_the_run(data, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", data / "train", "-o", run, *TINY, "--epochs", "1"]
+    assert reid(*[a if a != "3x4" else "9x4" for a in args]) == 1
+    assert "lower P" in capsys.readouterr().err
+    assert not run.exists()  # so the corrected command can simply be run again
+    assert reid(*args) == 0

@@ -180,6 +180,8 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
         runio.load_rng(ckpt, rank)
         log.info("resuming %s from epoch %d (step %d)", run_dir, start_epoch + 1, global_step)
 
+    if n_ids < cfg.batch_p:  # checked before the run folder exists, so a retry needs no clean-up
+        raise ReidError(f"--batch {cfg.batch_p}x{cfg.batch_k}: only {n_ids} identities in the training data; lower P")
     if main and (saved is None or ckpt is None):
         os.makedirs(run_dir, exist_ok=True)
         runio.write_config(run_dir, {
