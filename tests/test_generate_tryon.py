@@ -301,3 +301,10 @@ def test_offload_hooks_and_no_ip_adapter(tiny_dir, pipe):
     a = np.asarray(plain(*args))
     assert not np.array_equal(a, np.asarray(pipe(*args)))
     assert not np.array_equal(a, np.asarray(plain(_img(1), _mask(), _img(3), _img(11), 5, s)))
+
+
+def test_fp16_keeps_the_sdxl_vae_in_fp32(tiny_dir):
+    half = T.TryOnPipeline.from_pretrained(tiny_dir, dtype=torch.float16)
+    assert half.vae.config.force_upcast and half.vae.dtype == torch.float32 and half.vae_dtype == torch.float32
+    assert half.unet.dtype == half.unet_encoder.dtype == torch.float16
+    assert next(half.image_proj.parameters()).dtype == torch.float16

@@ -217,14 +217,18 @@ class TryOnPipeline:
             raise ReidError("the IP-Adapter needs both the image encoder and the U-Net's encoder_hid_proj")
         # latent side must survive the U-Net's downsamplings
         self.size_multiple = 2 ** (len(vae.config.block_out_channels) - 1 + len(unet.config.block_out_channels) - 1)
-        self.hooks = {}
+        # the SDXL VAE overflows in fp16 (its config says force_upcast): run it in fp32, as diffusers does
+        upcast = self.dtype == torch.float16 and getattr(vae.config, "force_upcast", False)
+        self.vae_dtype = torch.float32 if upcast else self.dtype
+        self.hooks, self._prompts = {}, {}
         for name in self.MODELS:
             module = getattr(self, name)
             if module is None:
                 continue
             module.requires_grad_(False).eval()
-            if next(module.parameters()).dtype != self.dtype:
-                module.to(self.dtype)
+            want = self.vae_dtype if name == "vae" else self.dtype
+            if next(module.parameters()).dtype != want:
+                module.to(want)
         if offload:
             self._install_offload()
         else:
@@ -304,6 +308,8 @@ class TryOnPipeline:
         """SDXL: (1, L, C1 + C2) penultimate hidden states of both encoders, (1, P) pooled of the second."""
         import torch
 
+        if text in self._prompts:   # the same few prompts for every pair
+            return self._prompts[text]
         states, pooled = [], None
         for tok, name in ((self.tokenizer, "text_encoder"), (self.tokenizer_2, "text_encoder_2")):
             ids = tok([text], padding="max_length", max_length=tok.model_max_length, truncation=True,
@@ -312,7 +318,8 @@ class TryOnPipeline:
             out = enc(ids.to(self.device), output_hidden_states=True)
             states.append(out.hidden_states[-2])
             pooled = out[0]
-        return torch.cat(states, dim=-1).to(self.dtype), pooled.to(self.dtype)
+        self._prompts[text] = torch.cat(states, dim=-1).to(self.dtype), pooled.to(self.dtype)
+        return self._prompts[text]
 
     def image_tokens(self, garment: Image.Image, size: tuple[int, int], cfg: bool):
         """Projected IP-Adapter tokens ([uncond;] cond), or None without the IP-Adapter."""
@@ -330,7 +337,8 @@ class TryOnPipeline:
 
     def _encode(self, pixels, generator):
         vae = self._use("vae")
-        return vae.encode(pixels.to(self.device, self.dtype)).latent_dist.sample(generator=generator) * vae.config.scaling_factor
+        latent = vae.encode(pixels.to(self.device, self.vae_dtype)).latent_dist.sample(generator=generator)
+        return (latent * vae.config.scaling_factor).to(self.dtype)
 
     @property
     def ip_processors(self):
@@ -397,6 +405,6 @@ class TryOnPipeline:
                 latents = self.scheduler.step(noise, t, latents, generator=gen, return_dict=False)[0]
             self.refattn.clear()
             vae = self._use("vae")
-            decoded = vae.decode(latents / vae.config.scaling_factor).sample
+            decoded = vae.decode((latents / vae.config.scaling_factor).to(self.vae_dtype)).sample
         arr = ((decoded[0].float() / 2 + 0.5).clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
         return composite(person, Image.fromarray(arr, "RGB"), mask)
