@@ -154,6 +154,17 @@ def test_reference_features_feed_every_step_with_zero_unconditional(pipe, monkey
     assert seen == [(n_self, True)] * 3
 
 
+def test_garment_unet_must_match_the_tryon_unet(pipe):
+    from reidtools.errors import ReidError
+    from reidtools.generate.tiny_idmvton import TINY_UNET
+
+    other = diffusers.UNet2DConditionModel(in_channels=4, **dict(TINY_UNET, transformer_layers_per_block=(1, 1, 1)))
+    parts = {k: getattr(pipe, k) for k in ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer",
+                                           "tokenizer_2", "scheduler")}
+    with pytest.raises(ReidError, match=r"unet_encoder.*\(\d+ unmatched, e.g. "):
+        T.TryOnPipeline(unet_encoder=other, image_encoder=None, **parts)
+
+
 def test_size_must_fit_the_latent_pyramid(pipe):
     from reidtools.errors import ReidError
 

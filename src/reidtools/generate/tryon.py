@@ -235,6 +235,14 @@ class TryOnPipeline:
             for name in self.MODELS:
                 if getattr(self, name) is not None:
                     getattr(self, name).to(self.device)
+        from reidtools.generate.refattn import self_attention_names
+
+        # IDM-VTON hands the garment features over layer by layer: both U-Nets need the same layers
+        main, ref = self_attention_names(unet), self_attention_names(unet_encoder)
+        if set(main) != set(ref):
+            odd = sorted(set(main) ^ set(ref))
+            raise ReidError(f"garment U-Net (unet_encoder) and try-on U-Net differ in their self-attention layers "
+                            f"({len(odd)} unmatched, e.g. {odd[0]})")
         self.refattn = ReferenceAttentionControl(unet, unet_encoder)
         self.image_processor = None
         if image_encoder is not None:
