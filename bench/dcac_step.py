@@ -76,7 +76,12 @@ def main() -> None:
     model.to(dev).train()
     head.to(dev).train()
     if args.gradient_checkpointing:
-        model.backbone.net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        net = model.backbone.net
+        enable = getattr(net, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         head.branch.enable_gradient_checkpointing()
     g = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch, 3, h, w, generator=g).to(dev)

@@ -120,7 +120,17 @@ def build_backbone(name: str, pretrained: str = "none", config_dict: dict | None
 
     path = resolve_model(pretrained)
     try:
-        net = cls.from_pretrained(path, **_projected_config(path) if projected(name) else {})
+        if projected(name):   # a full CLIP checkpoint: its text tower is expected to be left out, quietly
+            from transformers.utils import logging as hf_logging
+
+            level = hf_logging.get_verbosity()
+            hf_logging.set_verbosity_error()
+            try:
+                net = cls.from_pretrained(path, **_projected_config(path))
+            finally:
+                hf_logging.set_verbosity(level)
+        else:
+            net = cls.from_pretrained(path)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ReidError(f"--pretrained {pretrained}: cannot load a {cls.__name__} from {path} ({exc})") from None
     return Backbone(name, net)

@@ -152,7 +152,11 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
     if cfg.gradient_checkpointing:
         if not getattr(backbone.net, "supports_gradient_checkpointing", False):
             raise ReidError(f"--gradient-checkpointing: backbone {cfg.backbone} does not support it")
-        backbone.net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable = getattr(backbone.net, "activation_checkpointing_enable", None)   # transformers >= 5 name
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            backbone.net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     params = [p for p in model.parameters() if p.requires_grad]
     if cc is not None:
         params += list(cc.parameters())
