@@ -8,7 +8,7 @@ from reidtools.commands._options import (command, inputs_argument, output_option
                                          resolve_task, seed_option, task_options)
 
 # metadata of the person that no longer describes the try-on image
-STALE = ("caption", "clothes_prompt", "quality", "garments")
+STALE = ("caption", "clothes_prompt", "quality", "garments", "parse_labels")
 
 
 @command("tryon", short_help="Dress people in catalogue garments (shared clothes ids across identities).")
@@ -126,6 +126,17 @@ def cli(inputs, output, garment_inputs, model, pairs, per_id, garments_per, step
         for person, gid in select_pairs(persons, garment_ids, per_id=per_id, garments_per=garments_per):
             chosen.setdefault(person, []).append(gid)
         log.info("%d try-on pairs (%d images x garments)", sum(map(len, chosen.values())), len(chosen))
+        from collections import Counter
+
+        from reidtools.generate.tryon_pairs import eq3_counts
+
+        k_i = Counter(ident for _, ident, _ in persons)
+        n = per_id if per_id is not None else max(k_i.values())
+        m = min(garments_per or len(garment_ids), len(garment_ids))
+        if all(k >= n for k in k_i.values()):   # eq. 3 assumes n images of every identity
+            counts = eq3_counts(k_i, m=m, n=n)
+            log.info("HSGL eq. 3 with these inputs as the originals: C=%d, n=%d, m=%d -> N_HP=%d, N_HN=%d",
+                     len(k_i), n, m, counts["n_hp"], counts["n_hn"])
 
     if not progress_enabled():   # -q: no 'Loading weights' bars from transformers/diffusers either
         import diffusers.utils.logging

@@ -236,7 +236,7 @@ def _persons(synth_dir, out, pids=(1, 2)):
     return out / "persons-000000.tar"
 
 
-def test_cli_tryoff_then_tryon_counts_eq3(tiny_dir, catalogue, synth_dir, tmp_path):
+def test_cli_tryoff_then_tryon_counts_eq3(tiny_dir, catalogue, synth_dir, tmp_path, capsys):
     from reidtools.generate.tryon_pairs import eq3_counts
     from reidtools.reid.pairs import hard_pair_counts
     from reidtools.seeding import derive_seed
@@ -246,8 +246,9 @@ def test_cli_tryoff_then_tryon_counts_eq3(tiny_dir, catalogue, synth_dir, tmp_pa
     persons = _persons(synth_dir, tmp_path / "in")
     src = {s["__key__"]: s for s in iter_shard(str(persons))}
     code = _reid(["tryon", str(persons), "--garments", str(catalogue), "-o", str(tmp_path / "out"), "--model", tiny_dir,
-                  "--per-id", "1", "--garments-per", "2", "--steps", "1", "--size", "64x32", "--dtype", "fp32", "-q"])
+                  "--per-id", "1", "--garments-per", "2", "--steps", "1", "--size", "64x32", "--dtype", "fp32"])
     assert code == 0
+    assert "C=2, n=1, m=2 -> N_HP=36, N_HN=4" in capsys.readouterr().err     # logged before generating
     out = list(iter_shard(str(tmp_path / "out" / "persons-000000.tar")))
     first = {}
     for key, s in src.items():                                           # --per-id 1: first image per id
