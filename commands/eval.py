@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from reidtools.commands._options import command, progress_enabled, seed_option
+from reidtools.commands._protocol import protocol_options, rerank_options
 
 PROTOCOL_NAMES = ("market", "cc", "sc", "general", "prcc", "sysu-all", "sysu-indoor", "llcm-v2i", "llcm-i2v")
 
@@ -29,18 +30,8 @@ PROTOCOL_NAMES = ("market", "cc", "sc", "general", "prcc", "sysu-all", "sysu-ind
 @click.option("--save-features", metavar="DIR", default=None,
               help="Also write query-*.tar and gallery-*.tar feature shards (metadata + feat.npy) into DIR.")
 @click.option("--rerank", is_flag=True, help="Apply k-reciprocal re-ranking (Zhong et al. 2017).")
-@click.option("--k1", type=click.IntRange(min=1), default=20, help="Re-ranking k1 (TransReID/CLIP-ReID use 50).")
-@click.option("--k2", type=click.IntRange(min=1), default=6, help="Re-ranking k2 (TransReID/CLIP-ReID use 15).")
-@click.option("--lambda", "lambda_", type=click.FloatRange(0.0, 1.0), default=0.3,
-              help="Re-ranking weight of the original distance.")
-@click.option("--rerank-max-gb", type=click.FloatRange(min=0.0, min_open=True), default=None,
-              help="Refuse --rerank when its estimated peak memory exceeds this [default: 80% of available RAM].")
-@click.option("--prcc-query", type=click.Choice(["cc", "sc"]), default="cc",
-              help="prcc: cc = camera C queries (clothes changed), sc = camera B (same clothes).")
-@click.option("--prcc-gallery", type=click.Choice(["multi-shot", "single-shot"]), default="multi-shot",
-              help="prcc: the whole camera-A gallery, or one random image per identity per trial.")
-@click.option("--trials", "num_trials", type=click.IntRange(min=1), default=10,
-              help="Number of random-gallery trials (sysu-*, llcm-*, prcc single-shot); trial t uses seed+t.")
+@rerank_options
+@protocol_options
 @seed_option
 def cli(inputs, gallery, protocol, distance, model, batch_size, device, json_out, plot, compare, save_features,
         rerank, k1, k2, lambda_, rerank_max_gb, prcc_query, prcc_gallery, num_trials, seed):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from reidtools.commands._options import command, progress_enabled, seed_option
+from reidtools.commands._protocol import protocol_options, rerank_options
 
 PROTOCOL_NAMES = ("market", "cc", "sc", "general", "prcc", "sysu-all", "sysu-indoor", "llcm-v2i", "llcm-i2v")
 
@@ -30,18 +31,8 @@ PROTOCOL_NAMES = ("market", "cc", "sc", "general", "prcc", "sysu-all", "sysu-ind
               help="Write the refined metrics (eval's schema) with `unrefined` and `refine` objects to FILE, or -.")
 @click.option("--rerank", is_flag=True,
               help="k-reciprocal re-ranking of every view first, then the refinement (see docs/refine.md).")
-@click.option("--k1", type=click.IntRange(min=1), default=20, help="Re-ranking k1.")
-@click.option("--k2", type=click.IntRange(min=1), default=6, help="Re-ranking k2.")
-@click.option("--lambda", "lambda_", type=click.FloatRange(0.0, 1.0), default=0.3,
-              help="Re-ranking weight of the original distance.")
-@click.option("--rerank-max-gb", type=click.FloatRange(min=0.0, min_open=True), default=None,
-              help="Refuse --rerank when one view's estimated peak memory exceeds this [default: 80% of available RAM].")
-@click.option("--prcc-query", type=click.Choice(["cc", "sc"]), default="cc",
-              help="prcc: cc = camera C queries (clothes changed), sc = camera B (same clothes).")
-@click.option("--prcc-gallery", type=click.Choice(["multi-shot", "single-shot"]), default="multi-shot",
-              help="prcc: the whole camera-A gallery, or one random image per identity per trial.")
-@click.option("--trials", "num_trials", type=click.IntRange(min=1), default=10,
-              help="Number of random-gallery trials (sysu-*, llcm-*, prcc single-shot); trial t uses seed+t.")
+@rerank_options
+@protocol_options
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, help="Batch size for --model extraction.")
 @click.option("--device", default=None, help="Device for --model extraction [default: best available].")
 @seed_option

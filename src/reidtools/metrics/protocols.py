@@ -344,6 +344,13 @@ def evaluate(qf: np.ndarray | None, gf: np.ndarray | None, q: Meta, g: Meta, pro
         if len(trials) > 1:
             res["trial"], res["seed"] = t, seed + t
         results.append(res)
+    return combine_trials(results, protocol, distance=distance, prcc_query=prcc_query,
+                          prcc_gallery=prcc_gallery, rerank=rerank)
+
+
+def combine_trials(results: list[dict], protocol: str, *, distance: str, prcc_query: str,
+                   prcc_gallery: str, rerank: dict | None) -> dict:
+    """The trials' figures as one `--json` object: the mean over trials, each kept under `trials`."""
     if len(results) == 1:
         out = {"protocol": protocol, **results[0]}
     else:

@@ -245,24 +245,9 @@ def evaluate_refined(qf: np.ndarray, gf: np.ndarray, q: P.Meta, g: P.Meta, views
 
 
 def _combine(results: list[dict], protocol: str, opts: dict, rerank: dict | None) -> dict:
-    """The trials' figures as one `reid eval` result (the mean over trials, each kept under `trials`)."""
-    if len(results) == 1:
-        out = {"protocol": protocol, **results[0]}
-    else:
-        out = {"protocol": protocol}
-        for name in ("mAP", "mINP", "rank1", "rank5", "rank10"):
-            out[name] = float(np.mean([r[name] for r in results]))
-        out["cmc"] = np.mean([r["cmc"] for r in results], axis=0).tolist()
-        for name in ("num_query", "num_query_valid", "num_gallery"):
-            vals = [r[name] for r in results]
-            out[name] = vals[0] if len(set(vals)) == 1 else float(np.mean(vals))
-        out["trials"] = results
-    out["distance"] = "cosine"
-    if protocol == "prcc":
-        out["prcc_query"], out["prcc_gallery"] = opts["prcc_query"], opts["prcc_gallery"]
-    if rerank is not None:
-        out["rerank"] = {k: rerank[k] for k in ("k1", "k2", "lambda")}
-    return out
+    """The trials' figures as one `reid eval` result (refinement scores are cosine-based)."""
+    return P.combine_trials(results, protocol, distance="cosine", prcc_query=opts["prcc_query"],
+                          prcc_gallery=opts["prcc_gallery"], rerank=rerank)
 
 
 def coverage(views: Views, rows: np.ndarray | None = None) -> dict:
