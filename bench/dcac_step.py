@@ -18,7 +18,7 @@ import statistics
 import time
 
 
-def build(arch: str, n_ids: int, rank: int, seed: int = 0):
+def build(arch: str, n_ids: int, rank: int, seed: int = 0, targets: str = "paper"):
     import torch
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
@@ -37,7 +37,7 @@ def build(arch: str, n_ids: int, rank: int, seed: int = 0):
                         layers_per_block=2 if arch == "full" else 1, norm_num_groups=32 if arch == "full" else 8,
                         down_block_types=("DownEncoderBlock2D",) * len(vch), up_block_types=("UpDecoderBlock2D",) * len(vch))
     sched = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
-    head = DcacHead(DiffusionBranch(vae, unet, sched, lora_rank=rank), n_ids, model.dim)
+    head = DcacHead(DiffusionBranch(vae, unet, sched, lora_rank=rank, lora_targets=targets), n_ids, model.dim)
     return model, head
 
 
@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--diffusion-size", type=int, default=None, help="[tiny: 32, full: 128]")
     ap.add_argument("--ids", type=int, default=None, help="identities [tiny: 16, full: 751]")
     ap.add_argument("--rank", type=int, default=8)
+    ap.add_argument("--lora-targets", choices=["paper", "released"], default="paper")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
@@ -72,7 +73,7 @@ def main() -> None:
     cuda = dev.type == "cuda"
     amp = {"no": None, "fp16": torch.float16, "bf16": torch.bfloat16}[args.mixed_precision]
 
-    model, head = build(args.arch, n_ids, args.rank)
+    model, head = build(args.arch, n_ids, args.rank, targets=args.lora_targets)
     model.to(dev).train()
     head.to(dev).train()
     if args.gradient_checkpointing:

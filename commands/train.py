@@ -83,6 +83,8 @@ def _batch(value: str) -> tuple[int, int]:
 @click.option("--dif-weight", type=float, default=1.0, help="dcac: lambda of eq. 13.")
 @click.option("--lora-rank", type=int, default=8, help="dcac: LoRA rank (paper: 8; 32 for MSMT17 and multi-source).")
 @click.option("--lora-alpha", type=float, default=1.0, help="dcac: LoRA alpha (scale alpha/r; eq. 9 uses 1/r).")
+@click.option("--lora-targets", type=click.Choice(["paper", "released"]), default="paper",
+              help="dcac: LoRA on attention q/k/v/out + both feed-forward Linears (paper text) or + the GEGLU projection only (released code).")
 @click.option("--diffusion-size", type=int, default=128, help="dcac: side of the square diffusion input (released code: 128).")
 @click.option("--pcl-weight", type=float, default=1.0, help="dcac: weight of the prototypical contrastive loss.")
 @click.option("--pcl-temperature", type=float, default=0.01, help="dcac: PCL temperature tau (eq. 6).")
@@ -97,7 +99,7 @@ def cli(inputs, output, generated, method, backbone, pretrained, epochs, batch, 
         gamma, warmup_epochs, label_smooth, margin, distance, triplet_weight, pooling, cal_start_epoch, cal_scale,
         cal_epsilon, hsal_alpha, hsal_lambda, mix, progressive_epochs, progressive_fractions, erasing,
         mixed_precision, grad_accum, gradient_checkpointing, diffusion_model, condition, condition_tau, dif_weight,
-        lora_rank, lora_alpha, diffusion_size, pcl_weight, pcl_temperature, pcl_momentum, workers, cpu, resume,
+        lora_rank, lora_alpha, lora_targets, diffusion_size, pcl_weight, pcl_temperature, pcl_momentum, workers, cpu, resume,
         keep_checkpoints, log_every, seed):
     """Train a ReID model on real and generated shards.
 
@@ -128,7 +130,7 @@ def cli(inputs, output, generated, method, backbone, pretrained, epochs, batch, 
                           mixed_precision=mixed_precision, grad_accum=grad_accum,
                           gradient_checkpointing=gradient_checkpointing, diffusion_model=diffusion_model,
                           condition=condition, condition_tau=condition_tau, dif_weight=dif_weight, lora_rank=lora_rank,
-                          lora_alpha=lora_alpha, diffusion_size=diffusion_size, pcl_weight=pcl_weight,
+                          lora_alpha=lora_alpha, lora_targets=lora_targets, diffusion_size=diffusion_size, pcl_weight=pcl_weight,
                           pcl_temperature=pcl_temperature, pcl_momentum=pcl_momentum, seed=seed, log_every=log_every)
     except ValueError as exc:
         raise click.UsageError(f"bad list option ({exc})") from None

@@ -181,3 +181,20 @@ def test_missing_diffusion_model_is_one_clear_error(tmp_path):
     (tmp_path / "vae").mkdir()
     with pytest.raises(ReidError, match="cannot load a Stable Diffusion"):
         load_diffusion_branch(str(tmp_path))
+
+
+def test_lora_targets_paper_and_released(tiny_sd):
+    """Paper: attention q/k/v/out + both feed-forward Linears; released code: GEGLU projection only."""
+    from reidtools.reid.dcac import load_diffusion_branch
+
+    def adapted(targets):
+        unet = load_diffusion_branch(tiny_sd, lora_rank=2, lora_targets=targets).unet
+        return {n.split(".lora_A")[0] for n, _ in unet.named_parameters() if ".lora_A" in n}
+
+    paper, released = adapted("paper"), adapted("released")
+    suffixes = lambda names: {n.split("transformer_blocks.0.")[1] for n in names if "transformer_blocks.0." in n}  # noqa: E731
+    assert suffixes(paper) == {"attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0", "attn2.to_q", "attn2.to_k",
+                               "attn2.to_v", "attn2.to_out.0", "ff.net.0.proj", "ff.net.2"}
+    assert paper - released == {n for n in paper if n.endswith("ff.net.2")} and released < paper
+    with pytest.raises(ReidError, match="--lora-targets"):
+        load_diffusion_branch(tiny_sd, lora_targets="all")

@@ -52,6 +52,7 @@ class TrainConfig:
     dif_weight: float = 1.0
     lora_rank: int = 8
     lora_alpha: float = 1.0
+    lora_targets: str = "paper"
     diffusion_size: int = 128
     pcl_weight: float = 1.0
     pcl_temperature: float = 0.01
@@ -118,6 +119,7 @@ SOURCES = {
     "dif_weight": "DCAC eq. 13 lambda = 1",
     "lora_rank": "DCAC: r = 8 (32 for MSMT17 and multi-source)",
     "lora_alpha": "DCAC eq. 9 scale 1/r (released loralib alpha 1.0)",
+    "lora_targets": "DCAC §4.2 text: attention q/k/v/out + both feed-forward Linears (released: GEGLU projection only)",
     "diffusion_size": "DCAC released code: 128x128 diffusion input",
     "pcl_weight": "DCAC eq. 8 (released PCL_LOSS_WEIGHT 1.0)",
     "pcl_temperature": "DCAC tau = 0.01",
@@ -169,6 +171,10 @@ def resolve(cfg: TrainConfig, sources: dict[str, str]) -> tuple[TrainConfig, dic
 
         if family(cfg.backbone) != "vit":
             raise ReidError(f"--backbone {cfg.backbone}: --method dcac needs a CLIP ViT backbone (clip-b16)")
+        from reidtools.reid.dcac import LORA_TARGETS
+
+        if cfg.lora_targets not in LORA_TARGETS:
+            raise ReidError(f"--lora-targets {cfg.lora_targets!r} is not one of {', '.join(LORA_TARGETS)}")
         if cfg.condition not in CONDITIONS:
             raise ReidError(f"--condition {cfg.condition!r} is not one of {', '.join(CONDITIONS)}")
         if cfg.lora_rank < 1 or cfg.diffusion_size < 8 or cfg.diffusion_size % 8:

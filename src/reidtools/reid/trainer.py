@@ -373,7 +373,8 @@ def _dcac_head(cfg: TrainConfig, backbone, n_ids: int, feat_dim: int):
     from reidtools.reid.dcac import DcacHead, freeze_patch_projection, load_diffusion_branch
 
     freeze_patch_projection(backbone)
-    branch = load_diffusion_branch(cfg.diffusion_model, lora_rank=cfg.lora_rank, lora_alpha=cfg.lora_alpha)
+    branch = load_diffusion_branch(cfg.diffusion_model, lora_rank=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
+                                   lora_targets=cfg.lora_targets)
     if cfg.gradient_checkpointing:
         branch.enable_gradient_checkpointing()
     return DcacHead(branch, n_ids, feat_dim, condition=cfg.condition, tau=cfg.condition_tau)
