@@ -22,6 +22,12 @@ PROTOCOL_NAMES = ("market", "cc", "sc", "general", "prcc", "sysu-all", "sysu-ind
               help="A `reid train` run folder: extracts features for samples without feat.npy.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, help="Batch size for --model extraction.")
 @click.option("--device", default=None, help="Device for --model extraction [default: best available].")
+@click.option("--generated", multiple=True, metavar="SHARDS",
+              help="Generation quality instead of ranking: generated shards, compared with --real (repeatable).")
+@click.option("--real", multiple=True, metavar="SHARDS", help="Generation quality: the real shards (repeatable).")
+@click.option("--extractor", metavar="RUN_DIR|MODEL", default=None,
+              help="Generation quality features: a `reid train` run folder or a transformers vision model "
+                   "[default: the samples' feat.npy]. See docs/invert.md (FID needs Inception features).")
 @click.option("--json", "json_out", metavar="FILE|-", default=None,
               help="Write the metrics as JSON (fractions) to FILE, or to stdout with -.")
 @click.option("--plot", metavar="PNG", default=None, help="Write the CMC curve (ranks 1-50) to this PNG.")
@@ -33,7 +39,7 @@ PROTOCOL_NAMES = ("market", "cc", "sc", "general", "prcc", "sysu-all", "sysu-ind
 @rerank_options
 @protocol_options
 @seed_option
-def cli(inputs, gallery, protocol, distance, model, batch_size, device, json_out, plot, compare, save_features,
+def cli(inputs, gallery, protocol, distance, model, batch_size, device, generated, real, extractor, json_out, plot, compare, save_features,
         rerank, k1, k2, lambda_, rerank_max_gb, prcc_query, prcc_gallery, num_trials, seed):
     """Evaluate a ReID model or saved features under a benchmark protocol.
 
@@ -49,6 +55,7 @@ def cli(inputs, gallery, protocol, distance, model, batch_size, device, json_out
       reid eval test/ --gallery test/ --protocol sysu-all --json - | jq .mAP
       reid eval q/ -g g/ --rerank --k1 50 --k2 15 --plot cmc.png
       reid eval --compare base.json expanded.json --plot cmc.png
+      reid eval --generated gen/ --real train/ --extractor runs/reid/ --json quality.json
     """
     import json
     import logging
@@ -81,6 +88,8 @@ def cli(inputs, gallery, protocol, distance, model, batch_size, device, json_out
         plot_cmc(curves, plot)
         log.info("wrote %s (%d curves)", plot, len(curves))
         return
+    if generated or real or extractor:
+        return _generation_quality(inputs, gallery, generated, real, extractor, distance, batch_size, device, json_out)
     if not inputs:
         raise click.UsageError("missing QUERY_SHARDS")
     if not gallery:
@@ -132,3 +141,31 @@ def cli(inputs, gallery, protocol, distance, model, batch_size, device, json_out
         plot_cmc([(curve_label(result, "reid eval"), result["cmc"])], plot)
         log.info("wrote %s", plot)
     sys.stdout.flush()
+
+
+def _generation_quality(inputs, gallery, generated, real, extractor, distance, batch_size, device, json_out):
+    """`--generated/--real`: Fréchet distance and identity preservation (reidtools.metrics.generation)."""
+    import json
+
+    from reidtools.errors import ReidError
+    from reidtools.metrics.generation import evaluate_generation, generation_table
+    from reidtools.shards import expand_inputs
+
+    if not generated or not real:
+        raise click.UsageError("generation quality needs both --generated and --real")
+    if inputs or gallery:
+        raise click.UsageError("--generated/--real take no QUERY_SHARDS or --gallery")
+    result = evaluate_generation(expand_inputs(list(real)), expand_inputs(list(generated)), extractor,
+                                 metric=distance, batch_size=batch_size, device=device,
+                                 progress=progress_enabled())
+    click.echo(generation_table(result), err=True)
+    if json_out:
+        text = json.dumps(result, indent=2)
+        if json_out == "-":
+            click.echo(text)
+            return
+        try:
+            with open(json_out, "w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+        except OSError as exc:
+            raise ReidError(f"--json: cannot write {json_out!r} ({exc.strerror})") from None

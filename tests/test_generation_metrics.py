@@ -128,3 +128,18 @@ def test_evaluate_generation_with_a_reid_run_folder(tmp_path):
     assert res["extractor"] == str(run) and res["num_real"] == 16 and res["num_generated"] == 12
     # the generated images are copies of real ones, so same-id pairs are closer than different-id pairs
     assert res["identity"]["intra_mean"] < res["identity"]["inter_mean"]
+
+
+def test_reid_eval_generated_real_cli(tmp_path, capsys):
+    import json
+
+    from reidtools.commands import cli as group
+    from reidtools.commands._options import run_cli
+
+    r = np.random.default_rng(5)
+    real = _feature_shards(tmp_path, r.normal(size=(4, 3)), [1, 1, 2, 2], "real")
+    gen = _feature_shards(tmp_path, r.normal(size=(3, 3)), [1, 2, 2], "gen")
+    assert run_cli(group, ["eval", "--generated", gen[0], "--real", real[0], "--json", "-", "-q"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["extractor"] == "feat.npy" and res["identity"]["ids_matched"] == 2
+    assert run_cli(group, ["eval", "--generated", gen[0]]) == 2          # --real missing: usage error
