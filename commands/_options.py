@@ -124,6 +124,11 @@ def _setup_logging(name: str, verbosity: int) -> None:
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
+    if verbosity <= 0:
+        # transformers/diffusers warn at import about optional backends (e.g. no torchvision, which
+        # this project deliberately does not use); keep stderr for reid's own messages unless -v
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
 
 def inputs_argument(fn: Callable) -> Callable:
