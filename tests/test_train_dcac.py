@@ -127,3 +127,12 @@ def test_dcac_resume_is_bit_exact(synth_dir, models, tmp_path):
     ca = load_file(str(tmp_path / "a" / "checkpoints" / "epoch-0002" / "model.safetensors"))
     cb = load_file(str(tmp_path / "b" / "checkpoints" / "epoch-0002" / "model.safetensors"))
     assert all(torch.equal(ca[k], cb[k]) for k in ca if k.startswith("dcac."))
+
+
+def test_dif_weight_zero_is_the_reid_baseline_without_diffusion(synth_dir, models, tmp_path):
+    """DCAC's baseline (Tables 5-7): CLIP + L_id + L_pcl; no diffusion model is even loaded."""
+    run = tmp_path / "base"
+    assert reid("train", synth_dir / "train-000000.tar", "-o", run, *TINY, "--pretrained", models / "clip",
+                "--diffusion-model", "nobody/not-needed", "--dif-weight", "0", "--epochs", "1", "--log-every", "1") == 0
+    steps = [r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if r["type"] == "step"]
+    assert steps and "pcl" in steps[0] and "dif" not in steps[0]

@@ -148,7 +148,12 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
         backbone = build_backbone(cfg.backbone, cfg.pretrained)
     model = ReidModel(backbone, n_ids, pooling=cfg.pooling)
     cc = NormalizedClassifier(model.dim, n_cc) if cfg.uses_cal() else None
-    dcac = _dcac_head(cfg, backbone, n_ids, model.dim) if cfg.method == "dcac" else None
+    if cfg.method == "dcac":
+        from reidtools.reid.dcac import freeze_patch_projection
+
+        freeze_patch_projection(backbone)
+    # --dif-weight 0 is DCAC's ReID baseline (CLIP + L_id + L_pcl): no diffusion branch at all
+    dcac = _dcac_head(cfg, backbone, n_ids, model.dim) if cfg.method == "dcac" and cfg.dif_weight else None
     if cfg.gradient_checkpointing:
         if not getattr(backbone.net, "supports_gradient_checkpointing", False):
             raise ReidError(f"--gradient-checkpointing: backbone {cfg.backbone} does not support it")
@@ -238,7 +243,7 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
             n_steps = int(acc.gather(torch.tensor([n_steps], device=acc.device)).min().item())
         if n_steps == 0:
             raise ReidError(f"--batch {cfg.batch_p}x{cfg.batch_k}: no complete batch in epoch {epoch + 1}")
-        memory = _pcl_memory(acc, model, records, pk_pool, cfg, n_ids, workers) if dcac is not None else None
+        memory = _pcl_memory(acc, model, records, pk_pool, cfg, n_ids, workers) if cfg.method == "dcac" else None
         loader = torch.utils.data.DataLoader(
             BatchLoader(records, batches[:n_steps], size=tuple(cfg.size), seed=rank_seed, epoch=epoch, augment_cfg=aug,
                         diffusion_size=cfg.diffusion_size if dcac is not None else None),
@@ -358,11 +363,12 @@ def _losses(cfg: TrainConfig, model, cc, batch: dict, device, epoch: int, pos_ma
         inner = cc.module if hasattr(cc, "module") else cc
         terms["adversarial"] = clothes_adversarial_loss(inner(f, detach_weight=True), c, pos_mask[y],
                                                         scale=cfg.cal_scale, epsilon=cfg.cal_epsilon)
-    if dcac is not None:   # DCAC eqs. 8 and 13: L_id + L_pcl + lambda L_dif
+    if memory is not None:   # DCAC eqs. 8 and 13: L_id + L_pcl + lambda L_dif
         from reidtools.reid.dcac import diffusion_input
 
         terms["pcl"] = cfg.pcl_weight * memory.loss(bn, labels)
-        terms["dif"] = cfg.dif_weight * dcac(diffusion_input(batch["diffusion"].to(device)), logits, bn, labels)
+        if dcac is not None:
+            terms["dif"] = cfg.dif_weight * dcac(diffusion_input(batch["diffusion"].to(device)), logits, bn, labels)
         # eq. 7 after the loss (as the released code's backward hook), with every process's batch so
         # that all processes keep the same memory
         memory.update(*((acc.gather(bn.detach()), acc.gather(labels)) if acc.num_processes > 1 else (bn, labels)))
@@ -370,9 +376,8 @@ def _losses(cfg: TrainConfig, model, cc, batch: dict, device, epoch: int, pos_ma
 
 
 def _dcac_head(cfg: TrainConfig, backbone, n_ids: int, feat_dim: int):
-    from reidtools.reid.dcac import DcacHead, freeze_patch_projection, load_diffusion_branch
+    from reidtools.reid.dcac import DcacHead, load_diffusion_branch
 
-    freeze_patch_projection(backbone)
     branch = load_diffusion_branch(cfg.diffusion_model, lora_rank=cfg.lora_rank, lora_alpha=cfg.lora_alpha,
                                    lora_targets=cfg.lora_targets)
     if cfg.gradient_checkpointing:
