@@ -33,3 +33,20 @@ def protocol_options(fn: Callable) -> Callable:
     ]):
         fn = decorator(fn)
     return fn
+
+
+def write_result_json(result: dict, json_out: str) -> None:
+    """`--json FILE|-`: the metrics object to FILE, or to stdout (then stdout holds only JSON)."""
+    import json
+
+    from reidtools.errors import ReidError
+
+    text = json.dumps(result, indent=2)
+    if json_out == "-":
+        click.echo(text)
+        return
+    try:
+        with open(json_out, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    except OSError as exc:
+        raise ReidError(f"--json: cannot write {json_out!r} ({exc.strerror})") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from reidtools.commands._options import command, progress_enabled, seed_option
-from reidtools.commands._protocol import protocol_options, rerank_options
+from reidtools.commands._protocol import protocol_options, rerank_options, write_result_json
 
 PROTOCOL_NAMES = ("market", "cc", "sc", "general", "prcc", "sysu-all", "sysu-indoor", "llcm-v2i", "llcm-i2v")
 
@@ -128,15 +128,7 @@ def cli(inputs, gallery, protocol, distance, model, batch_size, device, generate
         raise ReidError(str(exc)) from None
     click.echo(table(result), err=True)
     if json_out:
-        text = json.dumps(result, indent=2)
-        if json_out == "-":
-            click.echo(text)
-        else:
-            try:
-                with open(json_out, "w", encoding="utf-8") as fh:
-                    fh.write(text + "\n")
-            except OSError as exc:
-                raise ReidError(f"--json: cannot write {json_out!r} ({exc.strerror})") from None
+        write_result_json(result, json_out)
     if plot:
         plot_cmc([(curve_label(result, "reid eval"), result["cmc"])], plot)
         log.info("wrote %s", plot)
@@ -145,9 +137,6 @@ def cli(inputs, gallery, protocol, distance, model, batch_size, device, generate
 
 def _generation_quality(inputs, gallery, generated, real, extractor, distance, batch_size, device, json_out):
     """`--generated/--real`: Fréchet distance and identity preservation (reidtools.metrics.generation)."""
-    import json
-
-    from reidtools.errors import ReidError
     from reidtools.metrics.generation import evaluate_generation, generation_table
     from reidtools.shards import expand_inputs
 
@@ -160,12 +149,4 @@ def _generation_quality(inputs, gallery, generated, real, extractor, distance, b
                                  progress=progress_enabled())
     click.echo(generation_table(result), err=True)
     if json_out:
-        text = json.dumps(result, indent=2)
-        if json_out == "-":
-            click.echo(text)
-            return
-        try:
-            with open(json_out, "w", encoding="utf-8") as fh:
-                fh.write(text + "\n")
-        except OSError as exc:
-            raise ReidError(f"--json: cannot write {json_out!r} ({exc.strerror})") from None
+        write_result_json(result, json_out)

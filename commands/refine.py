@@ -6,7 +6,7 @@ from __future__ import annotations
 import click
 
 from reidtools.commands._options import command, progress_enabled, seed_option
-from reidtools.commands._protocol import protocol_options, rerank_options
+from reidtools.commands._protocol import protocol_options, rerank_options, write_result_json
 
 PROTOCOL_NAMES = ("market", "cc", "sc", "general", "prcc", "sysu-all", "sysu-indoor", "llcm-v2i", "llcm-i2v")
 
@@ -54,7 +54,6 @@ def cli(inputs, gallery, variants, protocol, model, views, top, variant_rule, js
       reid refine q/ -g g/ --variants qv/ --model run/ --protocol prcc --json refined.json
       reid refine q/ -g g/ --variants qv/ --model run/ -p prcc --rerank --json - | jq '.rank1 - .unrefined.rank1'
     """
-    import json
     import logging
     import sys
 
@@ -107,13 +106,5 @@ def cli(inputs, gallery, variants, protocol, model, views, top, variant_rule, js
                f"rank1 {100 * (result['rank1'] - plain['rank1']):+.2f}  mAP {100 * (result['mAP'] - plain['mAP']):+.2f}",
                err=True)
     if json_out:
-        text = json.dumps(result, indent=2)
-        if json_out == "-":
-            click.echo(text)
-        else:
-            try:
-                with open(json_out, "w", encoding="utf-8") as fh:
-                    fh.write(text + "\n")
-            except OSError as exc:
-                raise ReidError(f"--json: cannot write {json_out!r} ({exc.strerror})") from None
+        write_result_json(result, json_out)
     sys.stdout.flush()

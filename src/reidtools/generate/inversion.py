@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from reidtools.errors import ReidError, SampleError
+from reidtools.fileio import atomic_write, write_json_atomic
 from reidtools.seeding import derive_seed, rng
 
 log = logging.getLogger("reidtools")
@@ -177,19 +178,6 @@ def read_manifest(ckpt_dir: str) -> dict:
         raise ReidError(f"{ckpt_dir}: no {MANIFEST} (not a `reid invert fit` checkpoint)") from None
     except json.JSONDecodeError as exc:
         raise ReidError(f"{path}: not valid JSON ({exc})") from None
-
-
-def _atomic(path: str, write) -> None:
-    tmp = path + ".tmp"
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def _write_json(path: str, data: dict) -> None:
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-    _atomic(path, write)
 
 
 # ----------------------------------------------------------------------------- models
@@ -471,7 +459,7 @@ def _save(ckpt_dir, manifest, step, loss, unet, rows, token_list, optimizer) -> 
     lora = {k: v.detach().float().cpu().contiguous() for k, v in get_peft_model_state_dict(unet).items()}
     w = rows.weight.detach().float().cpu()
     embeds = {tok: w[i:i + 1].clone() for i, tok in enumerate(token_list)}
-    _atomic(os.path.join(ckpt_dir, EMBEDS), lambda p: save_file(embeds, p))
+    atomic_write(os.path.join(ckpt_dir, EMBEDS), lambda p: save_file(embeds, p))
     tmp_dir = os.path.join(ckpt_dir, ".lora.tmp")
     StableDiffusionPipeline.save_lora_weights(tmp_dir, unet_lora_layers=convert_state_dict_to_diffusers(lora),
                                               safe_serialization=True)
@@ -480,9 +468,9 @@ def _save(ckpt_dir, manifest, step, loss, unet, rows, token_list, optimizer) -> 
     opt_t, opt_meta = _optimizer_state_tensors(optimizer)
     state = {**{f"lora.{k}": v for k, v in lora.items()}, "rows": w.contiguous(),
              **{k: v.detach().cpu().contiguous() for k, v in opt_t.items()}}
-    _atomic(os.path.join(ckpt_dir, STATE), lambda p: save_file(state, p))
-    _write_json(os.path.join(ckpt_dir, STATE_JSON), {"step": step, **opt_meta})
-    _write_json(os.path.join(ckpt_dir, MANIFEST), {**manifest, "step": step, "last_loss": loss})
+    atomic_write(os.path.join(ckpt_dir, STATE), lambda p: save_file(state, p))
+    write_json_atomic(os.path.join(ckpt_dir, STATE_JSON), {"step": step, **opt_meta})
+    write_json_atomic(os.path.join(ckpt_dir, MANIFEST), {**manifest, "step": step, "last_loss": loss})
 
 
 # ----------------------------------------------------------------------------- loading and sampling

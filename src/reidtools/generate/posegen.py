@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from reidtools.errors import ReidError, SampleError
+from reidtools.fileio import atomic_write, write_json_atomic
 from reidtools.seeding import derive_seed, rng
 
 log = logging.getLogger("reidtools")
@@ -381,19 +382,6 @@ def read_manifest(ckpt_dir: str) -> dict:
     return m
 
 
-def _atomic(path: str, write) -> None:
-    tmp = path + ".tmp"
-    write(tmp)
-    os.replace(tmp, path)
-
-
-def _write_json(path: str, data: dict) -> None:
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-    _atomic(path, write)
-
-
 def _save_unet(unet, folder: str) -> None:
     """save_pretrained into FOLDER.tmp, then swap it in (a killed save leaves the old folder)."""
     tmp, old = folder + ".tmp", folder + ".old"
@@ -418,14 +406,14 @@ def save_checkpoint(ckpt_dir: str, net, manifest: dict, step: int, loss: float, 
     _save_unet(net.denoising_unet, os.path.join(ckpt_dir, DENOISING))
     if train_reference:
         _save_unet(net.reference_unet, os.path.join(ckpt_dir, REFERENCE))
-    _atomic(os.path.join(ckpt_dir, GUIDERS), lambda p: save_file(_prefixed(net.guiders.guiders, ""), p))
+    atomic_write(os.path.join(ckpt_dir, GUIDERS), lambda p: save_file(_prefixed(net.guiders.guiders, ""), p))
     if net.image_proj is not None:
-        _atomic(os.path.join(ckpt_dir, PROJ), lambda p: save_file(_prefixed(net.image_proj, ""), p))
+        atomic_write(os.path.join(ckpt_dir, PROJ), lambda p: save_file(_prefixed(net.image_proj, ""), p))
     opt_t, opt_meta = _optimizer_state_tensors(optimizer)
-    _atomic(os.path.join(ckpt_dir, STATE),
+    atomic_write(os.path.join(ckpt_dir, STATE),
             lambda p: save_file({k: v.detach().cpu().contiguous() for k, v in opt_t.items()}, p))
-    _write_json(os.path.join(ckpt_dir, STATE_JSON), {"step": step, **opt_meta})
-    _write_json(os.path.join(ckpt_dir, MANIFEST), {**manifest, "step": step, "last_loss": loss})
+    write_json_atomic(os.path.join(ckpt_dir, STATE_JSON), {"step": step, **opt_meta})
+    write_json_atomic(os.path.join(ckpt_dir, MANIFEST), {**manifest, "step": step, "last_loss": loss})
 
 
 def load_parts(net, ckpt_dir: str, manifest: dict) -> None:
