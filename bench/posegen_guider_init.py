@@ -12,16 +12,22 @@ import torch
 from torch import nn
 
 from reidtools.generate.pose_guider import PoseGuider
+
 torch.set_num_threads(2)
-# toy: can the guider (stack + zero last layer) learn a pose-dependent map to latent resolution?
+
+
 def poses(n, g):
     x = torch.zeros(n, 3, 64, 32)
     cols = torch.randint(2, 30, (n,), generator=g)
     for i in range(n):
-        x[i, :, 8:56, cols[i]-1:cols[i]+1] = 1
+        x[i, :, 8:56, cols[i] - 1:cols[i] + 1] = 1
     return x
-def target(x):  # pose-dependent target at 1/8 resolution
+
+
+def target(x):  # depends on where the bar is, at the latent resolution
     return nn.functional.avg_pool2d(x[:, :1], 8).repeat(1, 4, 1, 1) * 4
+
+
 for init in ["default", "he"]:
     torch.manual_seed(0)
     g = PoseGuider(3, 4, (16, 32, 96, 256))
@@ -34,7 +40,9 @@ for init in ["default", "he"]:
     for step in range(301):
         x = poses(16, gen)
         loss = (g(x) - target(x)).square().mean()
-        opt.zero_grad(); loss.backward(); opt.step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
         if step % 100 == 0:
             with torch.no_grad():
                 tl = (g(test) - target(test)).square().mean().item()
