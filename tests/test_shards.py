@@ -251,3 +251,18 @@ def test_derive_seed_is_stable_and_sensitive():
     assert derive_seed(0, "key", 1) != derive_seed(0, "key", 2)
     assert derive_seed(1, "key", 1) != derive_seed(0, "key", 1)
     assert 0 <= derive_seed(123, "x") < 2**63
+
+
+def test_write_plans_to_files_and_to_stdout(tmp_path, monkeypatch):
+    from reidtools.shards.mapping import write_plans
+
+    plans = [(str(tmp_path / "out" / f"g-{n:06d}.tar"), [make_sample(2 * n), make_sample(2 * n + 1)]) for n in range(2)]
+    assert write_plans(plans, str(tmp_path / "out"), iter, prefix="g") == 4
+    keys = [s["__key__"] for s in iter_samples(expand_inputs([str(tmp_path / "out")]))]
+    assert keys == ["s0000", "s0001", "s0002", "s0003"]
+    buf = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", type("Stdout", (), {"buffer": buf})())
+    assert write_plans(plans, "-", iter, prefix="g") == 4
+    monkeypatch.undo()
+    (tmp_path / "piped.tar").write_bytes(buf.getvalue())
+    assert [s["__key__"] for s in iter_shard(str(tmp_path / "piped.tar"))] == keys

@@ -22,7 +22,8 @@ def sample_to(ckpt_dir: str, output: str, manifest: dict, ids: list[int], camera
     """Generate and write; returns the number of samples written."""
     from tqdm import tqdm
 
-    from reidtools.shards import STDOUT, AtomicShard, ShardWriter
+    from reidtools.shards import STDOUT
+    from reidtools.shards.mapping import write_plans
 
     todo = jobs(ids, cameras, per_id)
     index, count = task
@@ -46,7 +47,6 @@ def sample_to(ckpt_dir: str, output: str, manifest: dict, ids: list[int], camera
     pipe, manifest = load_pipeline(ckpt_dir, base=base, scheduler=scheduler, device=device, dtype=dtype)
     bar = tqdm(total=sum(len(c) for _, c in mine), desc="sample", unit="img", disable=not progress,
                dynamic_ncols=True, leave=False)
-    written = 0
 
     def batches(chunk):
         for i in range(0, len(chunk), batch_size):
@@ -56,19 +56,6 @@ def sample_to(ckpt_dir: str, output: str, manifest: dict, ids: list[int], camera
             yield from out
 
     try:
-        if output == STDOUT:
-            with ShardWriter(output, prefix="invert") as writer:
-                for _, chunk in mine:
-                    for s in batches(chunk):
-                        writer.write(s)
-                        written += 1
-        else:
-            for path, chunk in mine:
-                with AtomicShard(path) as out:
-                    for s in batches(chunk):
-                        out.write(s)
-                        written += 1
-                log.info("wrote %s", path)
+        return write_plans(mine, output, batches, prefix="invert")
     finally:
         bar.close()
-    return written

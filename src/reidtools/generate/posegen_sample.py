@@ -254,7 +254,8 @@ def sample_to(ckpt_dir: str, shards: list[str], output: str, manifest: dict, *, 
     """Generate and write; returns the number of samples written."""
     from tqdm import tqdm
 
-    from reidtools.shards import STDIN, STDOUT, AtomicShard, ShardWriter, split_shards
+    from reidtools.shards import STDIN, STDOUT, split_shards
+    from reidtools.shards.mapping import write_plans
 
     if scheduler not in SCHEDULERS:
         raise ReidError(f"--scheduler {scheduler!r} is not one of {', '.join(SCHEDULERS)}")
@@ -301,22 +302,7 @@ def sample_to(ckpt_dir: str, shards: list[str], output: str, manifest: dict, *, 
                 yield make_sample(job, img, model=gen.base, params=params)
             bar.update(len(chunk))
 
-    written = 0
-    try:
-        if output == STDOUT:
-            with ShardWriter(output, prefix="posegen") as writer:
-                for _, jobs in plans:
-                    for s in samples(jobs):
-                        writer.write(s)
-                        written += 1
-        else:
-            os.makedirs(output, exist_ok=True)
-            for path, jobs in plans:
-                with AtomicShard(path) as out:
-                    for s in samples(jobs):
-                        out.write(s)
-                        written += 1
-                log.info("wrote %s (%d images)", path, len(jobs))
+    try:  # AtomicShard creates the output folder
+        return write_plans(plans, output, samples, prefix="posegen")
     finally:
         bar.close()
-    return written

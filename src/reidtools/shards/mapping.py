@@ -85,3 +85,28 @@ def map_shards(shards: list[str], output: str, fn: MapFn, *, shard_index: int = 
     if not report.shards_done and not report.shards_skipped:
         raise ReidError("no input shard was processed")
     return report
+
+
+def write_plans(plans: list[tuple[str | None, object]], output: str, produce: Callable[[object], Iterable[dict]],
+                *, prefix: str) -> int:
+    """Write generator output that is planned per shard rather than mapped from input shards.
+
+    Each `(path, job)` becomes the shard `path`, written atomically from `produce(job)`; with
+    `output == "-"` every job's samples go into one tar on stdout instead (paths unused).
+    Returns the number of samples written.
+    """
+    written = 0
+    if output == STDOUT:
+        with ShardWriter(output, prefix=prefix) as writer:
+            for _, job in plans:
+                for sample in produce(job):
+                    writer.write(sample)
+                    written += 1
+        return written
+    for path, job in plans:
+        with AtomicShard(path) as out:
+            for sample in produce(job):
+                out.write(sample)
+                written += 1
+        log.info("wrote %s", path)
+    return written
