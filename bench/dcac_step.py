@@ -22,7 +22,7 @@ def build(arch: str, n_ids: int, rank: int, seed: int = 0, targets: str = "paper
     import torch
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
-    from reidtools.generate.tiny import SD15_UNET, SD15_VAE, TINY_UNET
+    from reidtools.testing.models import SD15_UNET, SD15_VAE, TINY_UNET
     from reidtools.reid.backbones import build_backbone
     from reidtools.reid.dcac import DcacHead, DiffusionBranch, freeze_patch_projection
     from reidtools.reid.heads import ReidModel

@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 
 def jobs(n: int, size: tuple[int, int]):
-    from reidtools.generate.inpainting import Job
+    from reidtools.generate.inpaint.pipeline import Job
 
     h, w = size
     r = np.random.RandomState(0)
@@ -58,8 +58,8 @@ def main() -> None:
 
     import torch
 
-    from reidtools.generate.inpainting import InpaintSettings, Inpainter, optimize_pipeline, quiet_loading
-    from reidtools.generate.tiny import SD15_TEXT, SD15_UNET, SD15_VAE, make_inpaint_pipeline
+    from reidtools.generate.inpaint.pipeline import InpaintSettings, Inpainter, optimize_pipeline, quiet_loading
+    from reidtools.testing.models import SD15_TEXT, SD15_UNET, SD15_VAE, make_inpaint_pipeline
     from reidtools.runtime import torch_dtype
 
     quiet_loading()

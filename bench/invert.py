@@ -56,7 +56,7 @@ def bench_token_step(repeat=3, batch=16, layers=12):
     import torch
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from reidtools.generate.inversion import PlaceholderRows
+    from reidtools.generate.inversion.model import PlaceholderRows
 
     torch.manual_seed(0)
     cfg = CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=layers,

@@ -38,8 +38,8 @@ def main() -> None:
     import torch
     from diffusers import UNet2DConditionModel
 
-    from reidtools.generate.posegen import build_net
-    from reidtools.generate.skeleton import render_skeleton
+    from reidtools.generate.posegen.model import build_net
+    from reidtools.vision.skeleton import render_skeleton
     from reidtools.data.synth import iter_synth
 
     if args.threads:

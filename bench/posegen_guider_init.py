@@ -11,7 +11,7 @@ to the MSE of predicting the mean pose (what a guider that ignores the pose can 
 import torch
 from torch import nn
 
-from reidtools.generate.pose_guider import PoseGuider
+from reidtools.generate.posegen.guider import PoseGuider
 
 torch.set_num_threads(2)
 

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from reidtools.generate.tiny_tryon import write_tiny_tryoff
-from reidtools.generate.tryoff import TryOffPipeline, TryOffSettings
+from reidtools.testing.tryoff import write_tiny_tryoff
+from reidtools.generate.tryoff.pipeline import TryOffPipeline, TryOffSettings
 
 
 def main() -> None:

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from reidtools.generate.tiny_idmvton import write_tiny_idmvton
-from reidtools.generate.tryon import TryOnPipeline, TryOnSettings
+from reidtools.testing.idmvton import write_tiny_idmvton
+from reidtools.generate.tryon.pipeline import TryOnPipeline, TryOnSettings
 
 
 def main() -> None:

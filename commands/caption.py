@@ -142,7 +142,7 @@ def _model_free(engine, seed, bank):
 
 
 def _llava(model, question, temperature, max_new_tokens, batch_size, dtype, device, seed, recaption):
-    from reidtools.generate.inpainting import task_device
+    from reidtools.generate.inpaint.pipeline import task_device
     from reidtools.runtime import torch_dtype
     from reidtools.seeding import derive_seed
     from reidtools.shards import image, meta
@@ -151,7 +151,7 @@ def _llava(model, question, temperature, max_new_tokens, batch_size, dtype, devi
 
     def captioner():
         if "c" not in state:
-            from reidtools.generate.captioning import Captioner
+            from reidtools.generate.caption.vlm import Captioner
 
             dev = task_device(device)
             state["c"] = Captioner(model, device=dev, dtype=torch_dtype(dtype, dev), question=question,
@@ -186,8 +186,8 @@ def _summaries(shards, summary_model, words, max_new_tokens, batch_size, dtype, 
 
     from tqdm import tqdm
 
-    from reidtools.generate.summarize import Summarizer
-    from reidtools.generate.inpainting import task_device
+    from reidtools.generate.caption.summarize import Summarizer
+    from reidtools.generate.inpaint.pipeline import task_device
     from reidtools.runtime import torch_dtype
     from reidtools.seeding import derive_seed
     from reidtools.shards import iter_samples, require

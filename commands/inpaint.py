@@ -100,9 +100,9 @@ def _inpaint(inputs, output, model, prompt_spec, negative_prompt, variants, step
     import logging
 
     from reidtools.errors import SampleError
-    from reidtools.generate.inpainting import InpaintSettings, Inpainter, Job, load_pipeline
+    from reidtools.generate.inpaint.pipeline import InpaintSettings, Inpainter, Job, load_pipeline
     from reidtools.generate.prompts import PromptPolicy
-    from reidtools.generate.inpainting import task_device
+    from reidtools.generate.inpaint.pipeline import task_device
     from reidtools.runtime import torch_dtype
     from reidtools.seeding import derive_seed
     from reidtools.shards import derive, expand_inputs, history_entry, image, map_shards, mask, meta
@@ -120,7 +120,7 @@ def _inpaint(inputs, output, model, prompt_spec, negative_prompt, variants, step
                          compile=compile_)
     hook = None
     if disc_dir:
-        from reidtools.generate.discriminator import GuidanceHook, LatentDiscriminator
+        from reidtools.generate.inpaint.discriminator import GuidanceHook, LatentDiscriminator
 
         disc = LatentDiscriminator.load(disc_dir).to(dev)
         if disc.config.in_channels != pipe.vae.config.latent_channels:
@@ -208,10 +208,10 @@ def _train_discriminator(real_inputs, fake_inputs, output, model, size, dtype, d
     import os
 
     from reidtools.errors import ReidError
-    from reidtools.generate.discriminator import DiscriminatorConfig, encode_images, train_discriminator
-    from reidtools.generate.inpainting import quiet_loading
+    from reidtools.generate.inpaint.discriminator import DiscriminatorConfig, encode_images, train_discriminator
+    from reidtools.generate.inpaint.pipeline import quiet_loading
     from reidtools.hub import resolve_model
-    from reidtools.generate.inpainting import task_device
+    from reidtools.generate.inpaint.pipeline import task_device
     from reidtools.runtime import torch_dtype
     from reidtools.shards import expand_inputs, image, iter_samples
 

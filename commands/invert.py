@@ -1,6 +1,6 @@
 """`reid invert`: DiVE identity tokens + camera-code LoRA (fit), and sampling from them (sample).
 
-CLI glue only; the library is reidtools.generate.inversion.
+CLI glue only; the library is reidtools.generate.inversion.model.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def fit_cmd(inputs, output, base, rank, lr, steps, batch_size, size, min_images_
     run would have seen. Runs on several GPUs with `accelerate launch`.
     """
     from reidtools.commands._options import parse_size
-    from reidtools.generate.inversion import FitOptions, fit
+    from reidtools.generate.inversion.model import FitOptions, fit
     from reidtools.shards import expand_inputs
 
     if output == "-":
@@ -128,8 +128,8 @@ def sample_cmd(ckpt_dir, output, ids, cameras, per_id, steps, scheduler, guidanc
     finished shards are skipped on a re-run.
     """
     from reidtools.commands._options import parse_size
-    from reidtools.generate.inversion import read_manifest, select_cameras, select_ids
-    from reidtools.generate.inversion_sample import sample_to
+    from reidtools.generate.inversion.model import read_manifest, select_cameras, select_ids
+    from reidtools.generate.inversion.sample import sample_to
 
     manifest = read_manifest(ckpt_dir)
     wanted = [p.strip() for p in ids.split(",") if p.strip()] if ids else None

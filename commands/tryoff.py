@@ -1,4 +1,4 @@
-"""`reid tryoff`: CLI glue over reidtools.generate.tryoff (TryOffAnyone inference)."""
+"""`reid tryoff`: CLI glue over reidtools.generate.tryoff.pipeline (TryOffAnyone inference)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def cli(inputs, output, model, vae, weights, garment, steps, scale, eta, size, b
     import logging
 
     from reidtools.errors import SampleError
-    from reidtools.generate.tryoff import TryOffPipeline, TryOffSettings, garment_mask
+    from reidtools.generate.tryoff.pipeline import TryOffPipeline, TryOffSettings, garment_mask
     from reidtools.runtime import best_device, torch_dtype
     from reidtools.seeding import derive_seed
     from reidtools.shards import expand_inputs, map_shards

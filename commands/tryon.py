@@ -1,4 +1,4 @@
-"""`reid tryon`: CLI glue over reidtools.generate.tryon (IDM-VTON-compatible virtual try-on)."""
+"""`reid tryon`: CLI glue over reidtools.generate.tryon.pipeline (IDM-VTON-compatible virtual try-on)."""
 
 from __future__ import annotations
 
@@ -74,9 +74,9 @@ def cli(inputs, output, garment_inputs, model, pairs, per_id, garments_per, step
     from PIL import Image
 
     from reidtools.errors import ReidError, SampleError
-    from reidtools.generate.tryon import TryOnPipeline, TryOnSettings
-    from reidtools.generate.tryon_inputs import add_arms, garment_region, pose_image, to_mask_image
-    from reidtools.generate.tryon_pairs import select_pairs
+    from reidtools.generate.tryon.pipeline import TryOnPipeline, TryOnSettings
+    from reidtools.generate.tryon.inputs import add_arms, garment_region, pose_image, to_mask_image
+    from reidtools.generate.tryon.pairs import select_pairs
     from reidtools.runtime import best_device, torch_dtype
     from reidtools.seeding import derive_seed
     from reidtools.shards import expand_inputs, iter_samples, map_shards
@@ -128,7 +128,7 @@ def cli(inputs, output, garment_inputs, model, pairs, per_id, garments_per, step
         log.info("%d try-on pairs (%d images x garments)", sum(map(len, chosen.values())), len(chosen))
         from collections import Counter
 
-        from reidtools.generate.tryon_pairs import eq3_counts
+        from reidtools.generate.tryon.pairs import eq3_counts
 
         k_i = Counter(ident for _, ident, _ in persons)
         n = per_id if per_id is not None else max(k_i.values())

@@ -18,7 +18,7 @@ def main() -> None:
     ap.add_argument("folder")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    from reidtools.generate.tiny import build_inpaint_pipeline
+    from reidtools.testing.models import build_inpaint_pipeline
 
     tmp = args.folder.rstrip("/") + ".tmp"
     build_inpaint_pipeline(tmp, seed=args.seed)

@@ -102,7 +102,7 @@ def test_missing_hub_model_fails_fast(tmp_path, shards, capsys, monkeypatch):
 # ----------------------------------------------------------------------------- llava + summary, tiny models
 @pytest.fixture(scope="module")
 def tiny_vlm(tmp_path_factory):
-    from reidtools.generate.tiny import build_chat_lm, build_llava
+    from reidtools.testing.models import build_chat_lm, build_llava
 
     llava, lm = tmp_path_factory.mktemp("llava"), tmp_path_factory.mktemp("lm")
     build_llava(str(llava))
@@ -113,7 +113,7 @@ def tiny_vlm(tmp_path_factory):
 def test_tall_crops_are_padded_to_square_not_cropped(tiny_vlm):
     import torch
 
-    from reidtools.generate.captioning import Captioner, pad_to_square
+    from reidtools.generate.caption.vlm import Captioner, pad_to_square
 
     img = Image.new("RGB", (10, 30), (255, 0, 0))
     sq = pad_to_square(img, (1, 2, 3))

@@ -93,7 +93,7 @@ def test_class_and_instance_conditions_by_hand():
 # ----------------------------------------------------------------------------- the gradient path
 @pytest.fixture(scope="module")
 def tiny_sd(tmp_path_factory):
-    from reidtools.generate.tiny_sd import build_txt2img_pipeline
+    from reidtools.testing.sd import build_txt2img_pipeline
 
     folder = tmp_path_factory.mktemp("dcac_sd")
     build_txt2img_pipeline(str(folder))

@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
-from reidtools.generate.ipadapter import resampler, resampler_shapes, resampler_to_diffusers  # noqa: E402
+from reidtools.generate.tryon.ipadapter import resampler, resampler_shapes, resampler_to_diffusers  # noqa: E402
 
 SMALL = dict(dim=32, depth=2, dim_head=8, heads=4, num_queries=5, ff_mult=4)
 
@@ -78,7 +78,7 @@ def _tiny_sdxl_like_unet():
 
 
 def test_decoupled_ip_attention_hand_check_and_key_names():
-    from reidtools.generate.ipadapter import install_ip_attention
+    from reidtools.generate.tryon.ipadapter import install_ip_attention
 
     unet = _tiny_sdxl_like_unet()
     install_ip_attention(unet, num_tokens=3, scale=0.7)

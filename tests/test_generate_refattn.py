@@ -1,4 +1,4 @@
-"""Reference attention (reidtools.generate.refattn) on a tiny random-weight diffusers U-Net."""
+"""Reference attention (reidtools.generate.attention) on a tiny random-weight diffusers U-Net."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
-from reidtools.generate.refattn import ReferenceAttentionControl, self_attention_names  # noqa: E402
+from reidtools.generate.attention import ReferenceAttentionControl, self_attention_names  # noqa: E402
 
 
 def tiny_unet(seed=0):

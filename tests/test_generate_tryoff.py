@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
 from reidtools.errors import ReidError  # noqa: E402
-from reidtools.generate import tryoff as T  # noqa: E402
-from reidtools.generate.tiny_tryon import tiny_tryoff_unet, write_tiny_tryoff  # noqa: E402
+from reidtools.generate.tryoff import pipeline as T  # noqa: E402
+from reidtools.testing.tryoff import tiny_tryoff_unet, write_tiny_tryoff  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def tiny(tmp_path_factory):
 
 def test_full_size_unet_matches_published_checkpoint_layout():
     """SD-1.5 inpainting U-Net built at full size on the meta device: the published names and shapes
-    (recorded in reidtools.generate.tryoff from TryOffAnyone's src/model/pipeline.py) map onto it."""
+    (recorded in reidtools.generate.tryoff.pipeline from TryOffAnyone's src/model/pipeline.py) map onto it."""
     from accelerate import init_empty_weights
 
     with init_empty_weights():

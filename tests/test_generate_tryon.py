@@ -15,9 +15,9 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
-from reidtools.generate import tryon as T  # noqa: E402
-from reidtools.generate.tiny_idmvton import write_tiny_idmvton  # noqa: E402
-from reidtools.generate.tryon_inputs import add_arms, garment_region, pose_image  # noqa: E402
+from reidtools.generate.tryon import pipeline as T  # noqa: E402
+from reidtools.testing.idmvton import write_tiny_idmvton  # noqa: E402
+from reidtools.generate.tryon.inputs import add_arms, garment_region, pose_image  # noqa: E402
 
 SIZE = (64, 32)
 
@@ -46,7 +46,7 @@ def _mask(h=64, w=32):
 def test_published_layout_loads_with_ip_adapter(tiny_dir, pipe):
     from safetensors.torch import load_file
 
-    from reidtools.generate.ipadapter import DecoupledIPAttention
+    from reidtools.generate.tryon.ipadapter import DecoupledIPAttention
 
     for sub in ("unet", "unet_encoder", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2",
                 "image_encoder", "scheduler"):
@@ -69,9 +69,9 @@ def test_published_layout_loads_with_ip_adapter(tiny_dir, pipe):
 
 def test_full_size_published_names_and_shapes():
     """SDXL-sized try-on U-Net on the meta device with IDM-VTON's Resampler keys (shapes from
-    ip_adapter/resampler.py, recorded in reidtools.generate.ipadapter) and IP processors
+    ip_adapter/resampler.py, recorded in reidtools.generate.tryon.ipadapter) and IP processors
     (`...attn2.processor.to_k_ip.weight`, hidden x 2048, src/unet_hacked_tryon.py)."""
-    from reidtools.generate.ipadapter import IDM_RESAMPLER, resampler_shapes
+    from reidtools.generate.tryon.ipadapter import IDM_RESAMPLER, resampler_shapes
 
     # SDXL base/inpainting U-Net fields that shape weights (diffusers' SDXL config), with IDM's 13 channels
     cfg = dict(in_channels=13, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280),
@@ -91,7 +91,7 @@ def test_full_size_published_names_and_shapes():
     assert tuple(state["conv_in.weight"].shape) == (320, 13, 3, 3)
     # 70 cross-attention layers in SDXL (down 2x2 + 2x10, mid 10, up 3x10 + 3x2) -> 140 IP tensors
     assert sum(k.endswith(("to_k_ip.weight", "to_v_ip.weight")) for k in state) == 140
-    from reidtools.generate.ipadapter import resampler_to_diffusers
+    from reidtools.generate.tryon.ipadapter import resampler_to_diffusers
 
     mapped = resampler_to_diffusers(meta)
     own = proj.state_dict()
@@ -156,7 +156,7 @@ def test_reference_features_feed_every_step_with_zero_unconditional(pipe, monkey
 
 def test_garment_unet_must_match_the_tryon_unet(pipe):
     from reidtools.errors import ReidError
-    from reidtools.generate.tiny_idmvton import TINY_UNET
+    from reidtools.testing.idmvton import TINY_UNET
 
     other = diffusers.UNet2DConditionModel(in_channels=4, **dict(TINY_UNET, transformer_layers_per_block=(1, 1, 1)))
     parts = {k: getattr(pipe, k) for k in ("unet", "vae", "text_encoder", "text_encoder_2", "tokenizer",
@@ -210,7 +210,7 @@ Row = namedtuple("Row", "pid clothes camid generated")
 @pytest.fixture(scope="module")
 def catalogue(synth_dir, tmp_path_factory):
     """`reid tryoff` on two synthetic people (tiny TryOffAnyone): garments g0000, g0001."""
-    from reidtools.generate.tiny_tryon import write_tiny_tryoff
+    from reidtools.testing.tryoff import write_tiny_tryoff
     from reidtools.shards import ShardWriter, iter_shard
 
     tmp = tmp_path_factory.mktemp("tryon_cli")
@@ -237,7 +237,7 @@ def _persons(synth_dir, out, pids=(1, 2)):
 
 
 def test_cli_tryoff_then_tryon_counts_eq3(tiny_dir, catalogue, synth_dir, tmp_path, capsys):
-    from reidtools.generate.tryon_pairs import eq3_counts
+    from reidtools.generate.tryon.pairs import eq3_counts
     from reidtools.reid.pairs import hard_pair_counts
     from reidtools.seeding import derive_seed
     from reidtools.shards import iter_shard

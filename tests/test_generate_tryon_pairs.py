@@ -6,7 +6,7 @@ from collections import namedtuple
 
 import pytest
 
-from reidtools.generate.tryon_pairs import eq3_counts, select_pairs
+from reidtools.generate.tryon.pairs import eq3_counts, select_pairs
 from reidtools.reid.pairs import hard_pair_counts
 
 Row = namedtuple("Row", "pid clothes camid generated")

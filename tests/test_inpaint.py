@@ -22,7 +22,7 @@ SIZE = "32x16"    # tiny: latents 16x8 with the tiny VAE (factor 2)
 
 @pytest.fixture(scope="module")
 def tiny_sd(tmp_path_factory):
-    from reidtools.generate.tiny import build_inpaint_pipeline
+    from reidtools.testing.models import build_inpaint_pipeline
 
     folder = str(tmp_path_factory.mktemp("tiny-sd"))
     build_inpaint_pipeline(folder)
@@ -46,7 +46,7 @@ def _write_shards(folder, n=4, per_shard=2, h=32, w=16):
 
 @pytest.fixture(scope="module")
 def tiny_pipe(tiny_sd):
-    from reidtools.generate.inpainting import load_pipeline
+    from reidtools.generate.inpaint.pipeline import load_pipeline
 
     return load_pipeline(tiny_sd, device="cpu", dtype=torch.float32)
 
@@ -120,7 +120,7 @@ def test_variants_keys_history_and_exact_pixels_outside_mask(bank_run, shards, t
 
 
 def test_soft_mask_edge_is_a_weighted_blend():
-    from reidtools.generate.inpainting import composite
+    from reidtools.generate.inpaint.pipeline import composite
 
     orig = Image.fromarray(np.full((2, 2, 3), 100, np.uint8))
     gen = Image.fromarray(np.full((2, 2, 3), 200, np.uint8))
@@ -149,7 +149,7 @@ def test_same_output_whatever_batch_size_or_shard_split(bank_run, tmp_path, tiny
 def test_each_output_is_conditioned_on_its_own_prompt_and_image(tiny_pipe):
     """Forward hooks on the tiny U-Net: row i of every call carries prompt i's text embedding and
     image i's mask, also with classifier-free guidance ([uncond; cond] halves)."""
-    from reidtools.generate.inpainting import InpaintSettings, Inpainter, Job
+    from reidtools.generate.inpaint.pipeline import InpaintSettings, Inpainter, Job
 
     pipe = tiny_pipe
     prompts = ["red shirt", "blue coat", "green dress"]
@@ -242,7 +242,7 @@ class _Toy(torch.nn.Module):
 
 
 def test_guidance_term_matches_hand_computation():
-    from reidtools.generate.discriminator import guidance_eps
+    from reidtools.generate.inpaint.discriminator import guidance_eps
 
     # DDPM with betas (0.1, 0.2, 0.3): alphabar_2 = 0.9 * 0.8 * 0.7 = 0.504, sigma = sqrt(0.496) = 0.704273
     betas = torch.tensor([0.1, 0.2, 0.3])
@@ -260,8 +260,8 @@ def test_guidance_term_matches_hand_computation():
 
 
 def test_guidance_enters_the_sampler_and_w0_is_exact(tiny_pipe):
-    from reidtools.generate.discriminator import DiscriminatorConfig, GuidanceHook, LatentDiscriminator
-    from reidtools.generate.inpainting import InpaintSettings, Inpainter, Job
+    from reidtools.generate.inpaint.discriminator import DiscriminatorConfig, GuidanceHook, LatentDiscriminator
+    from reidtools.generate.inpaint.pipeline import InpaintSettings, Inpainter, Job
 
     pipe = tiny_pipe
     torch.manual_seed(0)

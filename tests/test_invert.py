@@ -9,7 +9,7 @@ import pytest
 
 from reidtools.commands import main
 from reidtools.errors import ReidError
-from reidtools.generate import inversion as inv
+from reidtools.generate.inversion import model as inv
 
 FIT = ["--steps", "3", "--batch-size", "2", "--size", "64x32", "--min-images-per-id", "4", "--rank", "4",
        "--lr", "1e-2", "--save-every", "1", "-q"]
@@ -23,7 +23,7 @@ def run(argv):
 
 @pytest.fixture(scope="module")
 def tiny_sd(tmp_path_factory):
-    from reidtools.generate.tiny_sd import build_txt2img_pipeline
+    from reidtools.testing.sd import build_txt2img_pipeline
 
     folder = tmp_path_factory.mktemp("tiny_sd")
     build_txt2img_pipeline(str(folder))

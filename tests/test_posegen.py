@@ -9,7 +9,7 @@ import pytest
 
 from reidtools.commands import main
 from reidtools.data.labels import MEDIAPIPE33
-from reidtools.generate.skeleton import MEDIAPIPE33_LIMBS, joint_colors, limb_colors, render_skeleton
+from reidtools.vision.skeleton import MEDIAPIPE33_LIMBS, joint_colors, limb_colors, render_skeleton
 
 torch = pytest.importorskip("torch")
 
@@ -73,14 +73,14 @@ def test_skeleton_threshold_and_colours_are_distinct():
 def tiny_unet(seed):
     from diffusers import UNet2DConditionModel
 
-    from reidtools.generate.tiny import TINY_UNET
+    from reidtools.testing.models import TINY_UNET
 
     torch.manual_seed(seed)
     return UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, **TINY_UNET).eval()
 
 
 def test_guider_reaches_one_eighth_and_starts_at_zero():
-    from reidtools.generate.pose_guider import PoseGuider
+    from reidtools.generate.posegen.guider import PoseGuider
 
     g = PoseGuider(3, 32, (4, 8, 8, 16))
     y = g(torch.rand(2, 3, 64, 32))
@@ -94,7 +94,7 @@ def test_guider_features_carry_the_pose_before_the_zero_layer():
     after the stack); with He init and zero biases the features differ by the order of 100%."""
     import torch
 
-    from reidtools.generate.pose_guider import PoseGuider
+    from reidtools.generate.posegen.guider import PoseGuider
 
     torch.manual_seed(0)
     g = PoseGuider(3, 32)
@@ -116,7 +116,7 @@ def test_guider_features_carry_the_pose_before_the_zero_layer():
 
 @pytest.mark.parametrize("inject", ["conv_in", "latent"])
 def test_zero_guiders_leave_the_unet_unchanged_at_step_0_then_learn(inject):
-    from reidtools.generate.posegen import build_net
+    from reidtools.generate.posegen.model import build_net
 
     unet = tiny_unet(0)
     net = build_net(unet, tiny_unet(0), ["skeleton", "depth"], (4, 8, 8, 16), inject, 32, False)
@@ -143,7 +143,7 @@ def test_zero_guiders_leave_the_unet_unchanged_at_step_0_then_learn(inject):
 
 
 def test_reference_features_reach_the_denoising_unet():
-    from reidtools.generate.posegen import build_net
+    from reidtools.generate.posegen.model import build_net
 
     unet = tiny_unet(0)
     net = build_net(unet, tiny_unet(0), ["skeleton"], (4, 8, 8, 16), "conv_in", 16, False)
@@ -170,7 +170,7 @@ def test_reference_features_reach_the_denoising_unet():
 
 @pytest.mark.parametrize("train_reference", [False, True])
 def test_reference_unet_gets_gradients_only_when_trained(train_reference):
-    from reidtools.generate.posegen import build_net
+    from reidtools.generate.posegen.model import build_net
 
     ref = tiny_unet(1)
     ref.requires_grad_(train_reference)
@@ -191,7 +191,7 @@ FIT = ["--guider-channels", "4,8,8,16", "--size", "64x32", "--batch-size", "2", 
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
-    from reidtools.generate.tiny_posegen import write_tiny_posegen
+    from reidtools.testing.posegen import write_tiny_posegen
 
     return write_tiny_posegen(str(tmp_path_factory.mktemp("posegen_models")))
 
@@ -241,7 +241,7 @@ def test_resume_reproduces_an_uninterrupted_run(ckpt, tiny_models, synth_dir, tm
 
 
 def test_sample_records_target_poses_and_is_reproducible(ckpt, synth_dir, tmp_path):
-    from reidtools.generate.posegen_sample import read_pose_bank
+    from reidtools.generate.posegen.sample import read_pose_bank
     from reidtools.seeding import derive_seed
     from reidtools.shards import image, iter_samples, meta
     from reidtools.vision.rules import PoseGen, target_pose
@@ -309,8 +309,8 @@ def test_sd15_sized_guiders_fit_the_unet_conv_in():
     from accelerate import init_empty_weights
     from diffusers import UNet2DConditionModel
 
-    from reidtools.generate.posegen import build_net
-    from reidtools.generate.tiny import SD15_UNET
+    from reidtools.generate.posegen.model import build_net
+    from reidtools.testing.models import SD15_UNET
 
     with init_empty_weights():
         unet = UNet2DConditionModel(sample_size=64, in_channels=4, out_channels=4, **SD15_UNET)
@@ -324,7 +324,7 @@ def test_sd15_sized_guiders_fit_the_unet_conv_in():
 
 
 def test_pairs_keep_equal_pids_of_two_datasets_apart(synth_dir, tmp_path):
-    from reidtools.generate.posegen import FitOptions, pick_reference, read_pairs
+    from reidtools.generate.posegen.model import FitOptions, pick_reference, read_pairs
     from reidtools.shards import ShardWriter, iter_samples, meta
 
     with ShardWriter(str(tmp_path), prefix="mix") as w:

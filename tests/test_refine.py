@@ -318,7 +318,7 @@ def test_cli_with_a_tiny_trained_run(tmp_path, capsys):
 def test_acceptance_chain_on_the_synthetic_dataset(tmp_path, capsys):
     """synth -> mask -> caption (bank) -> inpaint the queries (tiny SD) -> train (tiny) -> refine."""
     from reidtools.data.synth import write_dataset
-    from reidtools.generate.tiny import build_inpaint_pipeline
+    from reidtools.testing.models import build_inpaint_pipeline
 
     def reid_(*args):
         return run_cli(cli, [str(a) for a in args])

@@ -21,7 +21,7 @@ def reid(*argv) -> int:
 def models(tmp_path_factory):
     from transformers import CLIPConfig, CLIPModel
 
-    from reidtools.generate.tiny_sd import build_txt2img_pipeline
+    from reidtools.testing.sd import build_txt2img_pipeline
 
     root = tmp_path_factory.mktemp("dcac_models")
     build_txt2img_pipeline(str(root / "sd"))

@@ -78,8 +78,8 @@ def write_tiny_idmvton(folder: str, seed: int = 0, ip_adapter: bool = True) -> s
     from transformers import (CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPVisionConfig,
                               CLIPVisionModelWithProjection)
 
-    from reidtools.generate.ipadapter import install_ip_attention, resampler
-    from reidtools.generate.tiny import write_clip_tokenizer
+    from reidtools.generate.tryon.ipadapter import install_ip_attention, resampler
+    from reidtools.testing.models import write_clip_tokenizer
 
     os.makedirs(folder, exist_ok=True)
     tok = None

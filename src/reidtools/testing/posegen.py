@@ -20,8 +20,8 @@ def write_tiny_posegen(folder: str, *, seed: int = 0, projection_dim: int = 16, 
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
 
-    from reidtools.generate.tiny import TINY_UNET
-    from reidtools.generate.tiny_tryon import tiny_vae
+    from reidtools.testing.models import TINY_UNET
+    from reidtools.testing.tryoff import tiny_vae
 
     base, enc = os.path.join(folder, "base"), os.path.join(folder, "image_encoder")
     torch.manual_seed(seed)

@@ -13,7 +13,7 @@ def build_txt2img_pipeline(folder: str, *, seed: int = 0, unet: dict | None = No
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from reidtools.generate.tiny import TINY_UNET, write_clip_tokenizer
+    from reidtools.testing.models import TINY_UNET, write_clip_tokenizer
 
     torch.manual_seed(seed)
     ucfg = dict(TINY_UNET if unet is None else unet)

@@ -38,7 +38,7 @@ def write_tiny_tryoff(folder: str, seed: int = 0) -> dict[str, str]:
     from diffusers import PNDMScheduler
     from safetensors.torch import save_file
 
-    from reidtools.generate.tryoff import published_keys
+    from reidtools.generate.tryoff.pipeline import published_keys
 
     base, vae_dir, weights = (os.path.join(folder, n) for n in ("base", "vae", "weights"))
     unet = tiny_tryoff_unet(seed)

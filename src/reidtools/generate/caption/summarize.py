@@ -23,7 +23,7 @@ def first_words(texts: list[str], limit: int = 200) -> str:
 class Summarizer:
     def __init__(self, model: str, *, device, dtype, instruction: str = DLCR_INSTRUCTION, words: int = 200,
                  max_new_tokens: int = 128, temperature: float = 0.0):
-        from reidtools.generate.inpainting import quiet_loading
+        from reidtools.generate.inpaint.pipeline import quiet_loading
         from reidtools.hub import resolve_model
 
         path = resolve_model(model)   # before the heavy imports: a missing model fails fast

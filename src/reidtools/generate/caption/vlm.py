@@ -41,7 +41,7 @@ class Captioner:
 
     def __init__(self, model: str, *, device, dtype, question: str = DLCR_QUESTION, temperature: float = 0.2,
                  max_new_tokens: int = 96):
-        from reidtools.generate.inpainting import quiet_loading
+        from reidtools.generate.inpaint.pipeline import quiet_loading
         from reidtools.hub import resolve_model
 
         path = resolve_model(model)   # before the heavy imports: a missing model fails fast

@@ -10,7 +10,7 @@ import logging
 import os
 
 from reidtools.errors import ReidError
-from reidtools.generate.inversion import generate, jobs, load_pipeline
+from reidtools.generate.inversion.model import generate, jobs, load_pipeline
 
 log = logging.getLogger("reidtools")
 

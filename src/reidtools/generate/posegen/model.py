@@ -5,12 +5,12 @@ Model (`PoseDiveNet`):
   weights (`--base`, via resolve_model);
 - the reference U-Net runs on the reference image's latent (timestep 0); at every self-attention
   layer the denoising U-Net attends over the concatenation of its own and the reference tokens and
-  keeps its own outputs (`reidtools.generate.refattn`, shared with `reid tryon`);
+  keeps its own outputs (`reidtools.generate.attention`, shared with `reid tryon`);
 - cross-attention gets the CLIP image embedding of the reference (`--image-encoder`) instead of text,
   through a trainable linear projection when the embedding width differs from the U-Net's
   cross_attention_dim;
 - spatially aligned conditions (skeleton, optional depth.png / normal.png of the target) go through
-  one zero-initialised pose guider each (`reidtools.generate.pose_guider`), added after conv_in.
+  one zero-initialised pose guider each (`reidtools.generate.posegen.guider`), added after conv_in.
 
 Training (`fit`, eq. 1: ||eps - eps_theta(z_t, c, t)||^2): pairs (reference, target) of the same pid,
 references kept by eq. 3 (pose-ref) and targets by eq. 4 (pose-target), the very rules of
@@ -79,7 +79,7 @@ class FitOptions:
     seed: int = 0
 
     def check(self) -> None:
-        from reidtools.generate.pose_guider import CONDITION_CHANNELS
+        from reidtools.generate.posegen.guider import CONDITION_CHANNELS
 
         bad = [c for c in self.conditions if c not in CONDITION_CHANNELS]
         if bad or not self.conditions or len(set(self.conditions)) != len(self.conditions):
@@ -101,8 +101,8 @@ def condition_tensors(pose: dict, extras: dict, conditions, size, threshold: flo
     import torch
     from PIL import Image
 
-    from reidtools.generate.pose_guider import CONDITION_FIELDS
-    from reidtools.generate.skeleton import render_skeleton
+    from reidtools.generate.posegen.guider import CONDITION_FIELDS
+    from reidtools.vision.skeleton import render_skeleton
 
     h, w = size
     out = {}
@@ -142,7 +142,7 @@ def pixels(img, size):
 
 
 def extras_of(sample: dict, conditions) -> dict:
-    from reidtools.generate.pose_guider import CONDITION_FIELDS
+    from reidtools.generate.posegen.guider import CONDITION_FIELDS
 
     return {c: sample[CONDITION_FIELDS[c]] for c in conditions if c in CONDITION_FIELDS and CONDITION_FIELDS[c] in sample}
 
@@ -224,7 +224,7 @@ def read_pairs(shards: list[str], opts: FitOptions) -> PairSet:
 
 
 def _condition_fields(sample: dict, conditions) -> dict:
-    from reidtools.generate.pose_guider import CONDITION_FIELDS
+    from reidtools.generate.posegen.guider import CONDITION_FIELDS
 
     return {c: CONDITION_FIELDS[c] for c in conditions if c in CONDITION_FIELDS and CONDITION_FIELDS[c] in sample}
 
@@ -277,8 +277,8 @@ def _module_base():
 
         def __init__(self, denoising_unet, reference_unet, guiders, image_proj, inject: str, train_reference: bool):
             super().__init__()
-            from reidtools.generate.pose_guider import ConvInInjection
-            from reidtools.generate.refattn import ReferenceAttentionControl
+            from reidtools.generate.posegen.guider import ConvInInjection
+            from reidtools.generate.attention import ReferenceAttentionControl
 
             self.denoising_unet, self.reference_unet, self.guiders = denoising_unet, reference_unet, guiders
             self.image_proj = image_proj
@@ -354,7 +354,7 @@ def build_net(unet, reference_unet, conditions, guider_channels, inject: str, em
     """A PoseDiveNet around two U-Nets; guiders sized for the U-Net (conv_in width or latent channels)."""
     import torch
 
-    from reidtools.generate.pose_guider import GuiderSet
+    from reidtools.generate.posegen.guider import GuiderSet
 
     if vae is not None and 2 ** (len(guider_channels) - 1) != vae_factor(vae):
         raise ReidError(f"--guider-channels {','.join(map(str, guider_channels))}: {len(guider_channels) - 1} "
@@ -401,7 +401,7 @@ def _prefixed(module, prefix: str) -> dict:
 def save_checkpoint(ckpt_dir: str, net, manifest: dict, step: int, loss: float, optimizer, train_reference: bool) -> None:
     from safetensors.torch import save_file
 
-    from reidtools.generate.inversion import _optimizer_state_tensors
+    from reidtools.generate.inversion.model import _optimizer_state_tensors
 
     _save_unet(net.denoising_unet, os.path.join(ckpt_dir, DENOISING))
     if train_reference:
@@ -451,7 +451,7 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
     from safetensors.torch import load_file
     from tqdm import tqdm
 
-    from reidtools.generate.inversion import _mixed_precision, _optimizer_state_from, batch_indices
+    from reidtools.generate.inversion.model import _mixed_precision, _optimizer_state_from, batch_indices
 
     opts.check()
     old = None

@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass, field
 
 from reidtools.errors import ReidError, SampleError
-from reidtools.generate.posegen import (CONTENT_KEYS, DENOISING, REFERENCE, _bytes_of, _condition_fields,
+from reidtools.generate.posegen.model import (CONTENT_KEYS, DENOISING, REFERENCE, _bytes_of, _condition_fields,
                                         build_net, condition_tensors, identity, load_base, load_parts,
                                         load_unet_folder, pixels)
 from reidtools.seeding import derive_seed, rng
@@ -148,7 +148,7 @@ class PoseGenerator:
 
     def __init__(self, ckpt_dir: str, manifest: dict, *, base: str | None = None, image_encoder: str | None = None,
                  device: str | None = None, dtype: str = "fp16"):
-        from reidtools.generate.posegen import ImageEncoder
+        from reidtools.generate.posegen.model import ImageEncoder
         from reidtools.runtime import best_device, torch_dtype
 
         o = manifest["options"]

@@ -11,7 +11,7 @@ hands / lower clothes (the original keeps those; here the polyline may cover par
 
 Pose image. IDM-VTON conditions on a DensePose rendering (detectron2 `dp_segm`, not redistributable
 here). A sample carrying a `densepose.png` field (user-computed) is used as is; otherwise the pose
-image is a rendered skeleton of the `pose` keypoints (`reidtools.generate.skeleton`) — a deviation:
+image is a rendered skeleton of the `pose` keypoints (`reidtools.vision.skeleton`) — a deviation:
 the published weights were trained on DensePose images, so expect lower fidelity with skeletons.
 """
 
@@ -70,6 +70,6 @@ def pose_image(densepose: Image.Image | None, pose: dict | None, size: tuple[int
         return densepose.convert("RGB").resize((w, h), Image.NEAREST), "densepose"
     if pose is None:
         raise ValueError("need a densepose.png field or `pose` keypoints")
-    from reidtools.generate.skeleton import render_skeleton
+    from reidtools.vision.skeleton import render_skeleton
 
     return render_skeleton(pose, (h, w)), "skeleton"

@@ -19,7 +19,7 @@ tokenizer, tokenizer_2, image_encoder, scheduler (DDPMScheduler, as the demo loa
   and sets `addition_embed_type = None`; it is called with the garment latent, the step's timestep and
   the embeddings of "a photo of ..." and no added conditions. We load it with diffusers and set the
   same `addition_embed_type = None`. Its self-attention inputs feed the try-on U-Net's self-attention
-  (`reidtools.generate.refattn`), recomputed at every step (the pipeline calls it inside the loop), and
+  (`reidtools.generate.attention`), recomputed at every step (the pipeline calls it inside the loop), and
   with zero features for the unconditional half of classifier-free guidance.
 - Text: both SDXL text encoders, penultimate hidden states concatenated, pooled output of the second;
   prompt "model is wearing <garment>", negative "monochrome, lowres, bad anatomy, worst quality, low
@@ -99,7 +99,7 @@ def build_tryon_unet(config: dict, proj_state: dict | None):
     from accelerate import init_empty_weights
     from diffusers import UNet2DConditionModel
 
-    from reidtools.generate.ipadapter import install_ip_attention, resampler
+    from reidtools.generate.tryon.ipadapter import install_ip_attention, resampler
 
     cfg = {k: v for k, v in config.items() if k not in ("encoder_hid_dim_type", "encoder_hid_dim")}
     kind = config.get("encoder_hid_dim_type")
@@ -129,7 +129,7 @@ def load_tryon_unet(folder: str, dtype=None):
     from diffusers import UNet2DConditionModel
     from safetensors.torch import load_file
 
-    from reidtools.generate.ipadapter import resampler_to_diffusers
+    from reidtools.generate.tryon.ipadapter import resampler_to_diffusers
 
     sub = os.path.join(folder, "unet")
     config = dict(UNet2DConditionModel.load_config(sub))
@@ -206,7 +206,7 @@ class TryOnPipeline:
                  offload=False):
         import torch
 
-        from reidtools.generate.refattn import ReferenceAttentionControl
+        from reidtools.generate.attention import ReferenceAttentionControl
 
         self.device, self.dtype = torch.device(device), dtype or torch.float32
         self.unet, self.unet_encoder, self.vae = unet, unet_encoder, vae
@@ -235,7 +235,7 @@ class TryOnPipeline:
             for name in self.MODELS:
                 if getattr(self, name) is not None:
                     getattr(self, name).to(self.device)
-        from reidtools.generate.refattn import self_attention_names
+        from reidtools.generate.attention import self_attention_names
 
         # IDM-VTON hands the garment features over layer by layer: both U-Nets need the same layers
         main, ref = self_attention_names(unet), self_attention_names(unet_encoder)
@@ -295,7 +295,7 @@ class TryOnPipeline:
             image_encoder = CLIPVisionModelWithProjection.from_pretrained(root, subfolder="image_encoder",
                                                                           torch_dtype=dtype)
         elif proj is not None:
-            from reidtools.generate.ipadapter import DecoupledIPAttention
+            from reidtools.generate.tryon.ipadapter import DecoupledIPAttention
 
             proj = None
             for p in unet.attn_processors.values():
@@ -350,7 +350,7 @@ class TryOnPipeline:
 
     @property
     def ip_processors(self):
-        from reidtools.generate.ipadapter import DecoupledIPAttention
+        from reidtools.generate.tryon.ipadapter import DecoupledIPAttention
 
         return [p for p in self.unet.attn_processors.values() if isinstance(p, DecoupledIPAttention)]
 

@@ -1,0 +1,1 @@
+"""DLCR captioning: a vision-language model describes the clothes, a chat LLM summarises them."""

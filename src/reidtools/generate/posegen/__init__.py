@@ -1,0 +1,1 @@
+"""Pose-dIVE (seed 004): pose-guided re-rendering with reference and denoising U-Nets."""

@@ -1,0 +1,1 @@
+"""TryOffAnyone: flat garment images from dressed people (HSGL's garment catalogue)."""
