@@ -17,6 +17,39 @@ from reidtools.shards.paths import STDIN
 from reidtools.shards.sample import validate as validate_sample
 
 _TAIL = 1024  # a complete tar ends in (at least) two 512-byte zero blocks
+_BLOCK = tarfile.BLOCKSIZE
+_ZERO_BLOCK = bytes(_BLOCK)
+
+
+class _ConcatTarInfo(tarfile.TarInfo):
+    """Reads headers past end-of-archive blocks, as `tar --ignore-zeros` does.
+
+    `cat a.tar b.tar > c.tar` is a common way to merge shards; stopping at a's end-of-archive
+    blocks would drop b silently. Only zero blocks are skipped: a non-zero block that is not a valid
+    header is corruption (tarfile alone would end the archive there without a word), and the stream
+    must still end in zero blocks (the caller's truncation check).
+    """
+
+    @classmethod
+    def fromtarfile(cls, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        buf = tar.fileobj.read(_BLOCK)
+        zeros = False
+        while buf == _ZERO_BLOCK:
+            zeros = True
+            buf = tar.fileobj.read(_BLOCK)
+        if zeros and not buf:
+            raise tarfile.EOFHeaderError("end of file header")
+        if zeros and len(buf) < _BLOCK:
+            raise tarfile.ReadError("data after the end-of-archive blocks is not a tar header")
+        try:
+            obj = cls.frombuf(buf, tar.encoding, tar.errors)
+        except (tarfile.EmptyHeaderError, tarfile.TruncatedHeaderError):
+            raise  # end of stream: the caller's end-marker check tells clean from truncated
+        except tarfile.HeaderError as exc:
+            where = "after the end-of-archive blocks" if zeros else f"at byte {tar.fileobj.tell() - _BLOCK}"
+            raise tarfile.ReadError(f"{where}: not a tar header ({exc})") from None
+        obj.offset = tar.fileobj.tell() - _BLOCK
+        return obj._proc_member(tar)
 
 
 class _TailReader:
@@ -42,6 +75,14 @@ def _split_name(name: str) -> tuple[str, str]:
     return name[:dot], name[dot + 1:]
 
 
+def _not_a_file(member: tarfile.TarInfo) -> str:
+    if member.issym():
+        return f"is a symbolic link to {member.linkname!r}"
+    if member.islnk():
+        return f"is a hard link to {member.linkname!r}"
+    return "is not a regular file (device, fifo or other special member)"
+
+
 def _finish(sample: dict, shard: str, validate: bool) -> dict:
     if validate:
         if "json" not in sample:
@@ -65,14 +106,17 @@ def iter_shard(shard: str, validate: bool = True) -> Iterator[dict]:
     current: dict | None = None
     try:
         try:
-            tar = tarfile.open(fileobj=stream, mode="r|*")
+            tar = tarfile.open(fileobj=stream, mode="r|*", tarinfo=_ConcatTarInfo)
         except tarfile.ReadError as exc:
             raise SampleError(label, None, f"not a tar shard ({exc})") from None
         try:
             for member in tar:
-                if not member.isfile():
-                    continue
+                if member.isdir():
+                    continue  # a folder entry (`tar cf x.tar dir/`) holds no data
                 key, field = _split_name(member.name)
+                if not member.isfile():
+                    raise SampleError(label, key, f"member {member.name!r} {_not_a_file(member)} "
+                                                  "(shards hold regular files; re-pack with `tar -h` to follow links)")
                 if not field:
                     raise SampleError(label, key, f"member {member.name!r} has no field extension")
                 if current is not None and current["__key__"] != key:
