@@ -1,16 +1,25 @@
-"""Shard writers: each shard is written as `NAME.tar.tmp` and renamed when complete, so a killed
-run never leaves a partial `.tar`; finished shards are skipped on a re-run (resume)."""
+"""Shard writers: each shard is written to a private `NAME.tar.<pid>.<random>.tmp` and published
+when complete, so a killed run never leaves a partial `.tar`; finished shards are skipped on a
+re-run (resume)."""
 
 from __future__ import annotations
 
+import atexit
 import io
+import logging
 import os
+import secrets
+import signal
 import sys
 import tarfile
+import threading
 import time
 from typing import Any, BinaryIO, Callable
 
+from reidtools.errors import ReidError
 from reidtools.shards.sample import check_key, encode_field
+
+log = logging.getLogger("reidtools")
 
 STDOUT = "-"
 SampleOrFactory = dict | Callable[[], dict]
@@ -52,31 +61,57 @@ class TarStream:
 
 
 class AtomicShard:
-    """One output shard file: written to `path.tmp`, renamed to `path` on a clean close."""
+    """One output shard file, written to a private temporary file and published on a clean close.
 
-    def __init__(self, path: str):
-        self.path, self.tmp = path, path + ".tmp"
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self._fh = open(self.tmp, "wb")
+    The temporary name is `NAME.tar.<pid>.<random>.tmp`, created exclusively, so two writers of one
+    shard (a task re-run while the first still runs, two array jobs over the same input) never
+    write into the same file. Publishing never replaces a shard another writer completed meanwhile
+    unless `replace=True`: the first complete copy wins, the later one is discarded with a log
+    line (a map's output is a function of its input, so both copies hold the same samples).
+    """
+
+    def __init__(self, path: str, replace: bool = False):
+        self.path, self.replace = path, replace
+        self.published = False
+        ensure_output_dir(os.path.dirname(os.path.abspath(path)))
+        self.tmp, self._fh = _create_temp(path)
         self.stream = TarStream(self._fh)
 
     def write(self, sample: dict) -> None:
-        self.stream.write(sample)
+        try:
+            self.stream.write(sample)
+        except OSError as exc:
+            self._fail(exc)
 
-    def commit(self) -> None:
-        self.stream.close()
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        os.replace(self.tmp, self.path)
+    def commit(self) -> bool:
+        """Close and publish; False when another writer's complete copy was kept instead."""
+        try:
+            self.stream.close()
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+        except OSError as exc:
+            self._fail(exc)
+        try:
+            self.published = _publish(self.tmp, self.path, self.replace)
+        except OSError as exc:
+            raise ReidError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+        finally:
+            _forget_temp(self.tmp)
+        return self.published
 
     def abort(self) -> None:
         try:
             self.stream.discard()
             self._fh.close()
+        except OSError:
+            pass  # e.g. ENOSPC again while flushing: the file is being removed anyway
         finally:
-            if os.path.exists(self.tmp):
-                os.remove(self.tmp)
+            _forget_temp(self.tmp)
+
+    def _fail(self, exc: OSError):
+        self.abort()
+        raise ReidError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
 
     def __enter__(self) -> "AtomicShard":
         return self
@@ -86,6 +121,120 @@ class AtomicShard:
             self.commit()
         else:
             self.abort()
+
+
+def ensure_output_dir(directory: str) -> None:
+    """Create DIR (and parents); an error naming it when it is a file or cannot be created/written."""
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise ReidError(f"{directory}: output exists and is not a directory")
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise ReidError(f"{directory}: cannot create the output directory ({exc.strerror})") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ReidError(f"{directory}: output directory is not writable")
+
+
+def _open_temp(tmp: str) -> BinaryIO:
+    # O_EXCL: a name collision (or a pre-planted symlink) fails instead of joining another file
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    return os.fdopen(fd, "wb")
+
+
+def _create_temp(path: str) -> tuple[str, BinaryIO]:
+    for _ in range(100):
+        tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            fh = _open_temp(tmp)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise ReidError(f"{path}: cannot create the output file ({exc.strerror})") from None
+        _track_temp(tmp)
+        return tmp, fh
+    raise ReidError(f"{path}: cannot create a unique temporary file next to it")
+
+
+def _publish(tmp: str, path: str, replace: bool) -> bool:
+    if replace:
+        os.replace(tmp, path)
+        return True
+    try:
+        # link() fails if `path` exists, atomically: a rename would silently replace a shard that
+        # another writer completed between our start and now
+        os.link(tmp, path)
+    except FileExistsError:
+        log.warning("%s was completed by another writer meanwhile; keeping that copy, discarding this one", path)
+        return False
+    except OSError:
+        # file systems without hard links: check, then rename (a narrow race, but never a partial file)
+        if os.path.exists(path):
+            log.warning("%s was completed by another writer meanwhile; keeping that copy, discarding this one", path)
+            return False
+        os.replace(tmp, path)
+    return True
+
+
+# ----------------------------------------------------------------------------- temp-file cleanup
+# SIGTERM (scancel, timeout, a job scheduler's preemption) would otherwise end the process without
+# unwinding, leaving its temporary files behind. Each process removes only the files it created
+# (forked workers inherit the table but not the ownership).
+_temps: dict[str, int] = {}
+_handler_installed = False
+
+
+def _track_temp(tmp: str) -> None:
+    _temps[tmp] = os.getpid()
+    _install_cleanup()
+
+
+def _forget_temp(tmp: str) -> None:
+    _temps.pop(tmp, None)
+    try:
+        os.remove(tmp)
+    except FileNotFoundError:
+        pass
+
+
+def remove_temps() -> None:
+    """Remove this process's unfinished temporary shard files."""
+    pid = os.getpid()
+    for tmp, owner in list(_temps.items()):
+        if owner == pid:
+            _temps.pop(tmp, None)
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+
+
+def _on_sigterm(signum, frame) -> None:
+    remove_temps()
+    previous = _previous_handler
+    if callable(previous):
+        previous(signum, frame)
+        return
+    # die of the signal as if unhandled, so the parent sees SIGTERM (shell status 143)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+_previous_handler = None
+
+
+def _install_cleanup() -> None:
+    global _handler_installed, _previous_handler
+    if _handler_installed:
+        return
+    _handler_installed = True
+    atexit.register(remove_temps)
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread; atexit still applies
+    current = signal.getsignal(signal.SIGTERM)
+    if current is signal.SIG_IGN:
+        return
+    _previous_handler = current if callable(current) else None
+    signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 class ShardWriter:
@@ -130,7 +279,7 @@ class ShardWriter:
             self.skipped += 1
             return
         if self._current is None:
-            self._current = AtomicShard(path)
+            self._current = AtomicShard(path, replace=not self.resume)
             self.shards.append(path)
         self._current.write(item() if callable(item) else item)
         self.written += 1
