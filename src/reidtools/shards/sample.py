@@ -14,9 +14,10 @@ import re
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from reidtools.errors import SampleError
+from reidtools.shards.images import decode
 
 KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 IMAGE_FIELDS = ("jpg", "png", "jpeg", "webp")
@@ -91,15 +92,10 @@ def image_field(sample: dict) -> str | None:
 
 
 def _decode_image(sample: dict, field: str, mode: str) -> Image.Image:
-    value = sample[field]
-    if isinstance(value, Image.Image):
-        return value.convert(mode) if value.mode != mode else value
-    try:
-        img = Image.open(io.BytesIO(value))
-        img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise SampleError(*where(sample), f"field '{field}' is not a readable image ({exc})") from None
-    return img.convert(mode) if img.mode != mode else img
+    shard, key = where(sample)
+    # parse maps hold label ids (a palette image's indices), masks hold intensities
+    labels = field.split(".", 1)[0] == "parse"
+    return decode(sample[field], mode, shard=shard, key=key, field=field, labels=labels)
 
 
 def image(sample: dict) -> Image.Image:
