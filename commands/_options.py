@@ -101,11 +101,20 @@ def command(name: str, **kwargs: Any) -> Callable[[Callable], click.Command]:
 
     def decorate(fn: Callable) -> click.Command:
         @functools.wraps(fn)
-        def wrapper(*args: Any, verbose: int = 0, quiet: int = 0, config: str | None = None, **kw: Any) -> Any:
+        def wrapper(*args: Any, verbose: int = 0, quiet: int = 0, config: str | None = None,
+                    max_pixels: int | None = None, **kw: Any) -> Any:
             _state["command"], _state["verbosity"] = name, verbose - quiet
             _setup_logging(name, verbose - quiet)
+            if max_pixels is not None:
+                from reidtools.shards.images import set_max_pixels
+
+                set_max_pixels(max_pixels)
             return fn(*args, **kw)
 
+        wrapper = click.option("--max-pixels", type=click.IntRange(min=1), default=None, envvar="REID_MAX_PIXELS",
+                               show_envvar=True, metavar="N",
+                               help="Refuse (naming shard and key) any image above N pixels, before decoding it "
+                                    "[default: 16777216 = 4096x4096].")(wrapper)
         wrapper = click.option("-q", "--quiet", count=True, help="Less output: no progress bars, warnings only.")(wrapper)
         wrapper = click.option("-v", "--verbose", count=True, help="More output (-v: debug logs and tracebacks).")(wrapper)
         wrapper = click.option("--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=True,
@@ -138,6 +147,13 @@ def inputs_argument(fn: Callable) -> Callable:
 
 def output_option(required: bool = True, help: str = "Output directory for shards, or - for one tar on stdout.") -> Callable:
     return click.option("-o", "--output", required=required, metavar="DIR|-", help=help)
+
+
+def overwrite_option(fn: Callable) -> Callable:
+    """--overwrite for per-shard maps (mask, pose, caption, tryoff, inpaint, tryon, filter)."""
+    return click.option("--overwrite", is_flag=True,
+                        help="Replace output shards that exist (default: keep them, which resumes a killed run; "
+                             "stdin output or -o equal to an input directory is refused).")(fn)
 
 
 def seed_option(fn: Callable) -> Callable:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from reidtools.commands._options import (command, inputs_argument, output_option, progress_enabled, resolve_task,
-                                         seed_option, task_options)
+from reidtools.commands._options import (command, inputs_argument, output_option, overwrite_option, progress_enabled,
+                                         resolve_task, seed_option, task_options)
 
 DEFAULT_MODEL = "llava-hf/llava-1.5-7b-hf"
 DEFAULT_SUMMARY_MODEL = "meta-llama/Llama-2-7b-chat-hf"
@@ -16,6 +16,7 @@ STAGE = ".caption-stage"
 @command("caption", short_help="Describe each person's clothes and summarise prompts per clothes id.")
 @inputs_argument
 @output_option()
+@overwrite_option
 @click.option("--engine", type=click.Choice(["llava", "template", "random"]), default="llava",
               help="llava: a vision-language model (DLCR); template: from the synthetic data's `garments`; "
                    "random: random garments per body part from the packaged vocabulary (DLCR's ablation).")
@@ -39,7 +40,7 @@ STAGE = ".caption-stage"
 @task_options
 @seed_option
 def cli(inputs, output, engine, model, question, temperature, max_new_tokens, summarize, summary_model, words, recaption,
-        bank_path, batch_size, dtype, device, shard_index, num_shards, seed):
+        bank_path, batch_size, dtype, device, shard_index, num_shards, seed, overwrite):
     """Describe each person's clothes and summarise prompts per clothes id.
 
     --engine llava asks a vision-language model DLCR's question about each image (tall crops are
@@ -82,12 +83,14 @@ def cli(inputs, output, engine, model, question, temperature, max_new_tokens, su
 
     if engine in ("template", "random"):
         process = _model_free(engine, seed, bank)
-        map_shards(shards, output, process, shard_index=index, num_shards=count, desc="caption", progress=progress)
+        map_shards(shards, output, process, shard_index=index, num_shards=count, desc="caption", progress=progress,
+                   overwrite=overwrite)
     elif not summarize:
         if bank_path:
             raise click.UsageError("--bank with --engine llava needs --summarize")
         process = _llava(model, question, temperature, max_new_tokens, batch_size, dtype, device, seed, recaption=True)
-        map_shards(shards, output, process, shard_index=index, num_shards=count, desc="caption", progress=progress)
+        map_shards(shards, output, process, shard_index=index, num_shards=count, desc="caption", progress=progress,
+                   overwrite=overwrite)
     else:
         stage = tempfile.mkdtemp(prefix="reid-caption-") if output == "-" else os.path.join(output, STAGE)
         process = _llava(model, question, temperature, max_new_tokens, batch_size, dtype, device, seed, recaption)
@@ -95,7 +98,7 @@ def cli(inputs, output, engine, model, question, temperature, max_new_tokens, su
         staged = expand_inputs([stage])
         bank.update(_summaries(staged, summary_model, words, max_new_tokens, batch_size, dtype, device, seed, progress))
         prompts = {cid: _normalize(items) for cid, items in bank.items()}
-        map_shards(staged, output, _with_prompts(prompts), desc="prompts", progress=progress)
+        map_shards(staged, output, _with_prompts(prompts), desc="prompts", progress=progress, overwrite=overwrite)
         shutil.rmtree(stage, ignore_errors=True)
     if bank_path:
         if not bank:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from reidtools.commands._options import (command, inputs_argument, output_option, progress_enabled,
+from reidtools.commands._options import (command, inputs_argument, output_option, overwrite_option, progress_enabled,
                                          resolve_task, seed_option, task_options)
 
 RULES = ("frontal", "quality", "pose-ref", "pose-target", "pose-gen", "size")
@@ -13,6 +13,7 @@ RULES = ("frontal", "quality", "pose-ref", "pose-target", "pose-gen", "size")
 @command("filter", short_help="Keep the samples that pass the selection rules.")
 @inputs_argument
 @output_option()
+@overwrite_option
 @click.option("--rule", "rules", multiple=True, required=True, type=click.Choice(RULES),
               help="A rule; repeat to compose (a sample must pass all).")
 @click.option("--report", type=click.Path(dir_okay=False), default=None,
@@ -47,7 +48,7 @@ RULES = ("frontal", "quality", "pose-ref", "pose-target", "pose-gen", "size")
 @seed_option
 def cli(inputs, output, rules, report, frontal_mode, visibility, visibility_mode, eps_y, eps_v, min_resolution,
         min_sharpness, top_n_per_id, top_n, rank_by, tau_ref, tau_tar, tau_gen, eps_gen, keypoints,
-        min_height, min_width, min_aspect, max_aspect, shard_index, num_shards, seed):
+        min_height, min_width, min_aspect, max_aspect, shard_index, num_shards, seed, overwrite):
     """Keep the samples that pass the selection rules.
 
     Rules (repeat --rule to compose): frontal (HSGL eq. 2, or --frontal-mode composite: the
@@ -87,7 +88,7 @@ def cli(inputs, output, rules, report, frontal_mode, visibility, visibility_mode
     from reidtools.vision.filtering import run_filter
 
     counts = run_filter(list(inputs), output, chain, shard_index=index, num_shards=count,
-                        progress=progress_enabled())
+                        progress=progress_enabled(), overwrite=overwrite)
     summary = counts.as_dict()
     logging.getLogger("reidtools").info("kept %d of %d (%s)", summary["kept"], summary["input"],
                                         ", ".join(f"{r['rule']} removed {r['removed']}" for r in summary["rules"]))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from reidtools.commands._options import (command, inputs_argument, output_option, progress_enabled, resolve_task,
-                                         seed_option, task_options)
+from reidtools.commands._options import (command, inputs_argument, output_option, overwrite_option, progress_enabled,
+                                         resolve_task, seed_option, task_options)
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-inpainting"
 SCHEDULER_NAMES = ("default", "pndm", "ddim", "ddpm", "euler", "euler-a", "dpm++", "unipc")
@@ -14,6 +14,7 @@ SCHEDULER_NAMES = ("default", "pndm", "ddim", "ddpm", "euler", "euler-a", "dpm++
 @command("inpaint", short_help="Repaint the clothing region K times with a diffusion inpainting model.")
 @inputs_argument
 @output_option()
+@overwrite_option
 @click.option("--model", default=DEFAULT_MODEL,
               help="Inpainting pipeline: hub id (local cache) or folder. HSGL used stabilityai/stable-diffusion-2-inpainting.")
 @click.option("--prompts", "prompt_spec", metavar="POLICY", default=None,
@@ -59,7 +60,7 @@ SCHEDULER_NAMES = ("default", "pndm", "ddim", "ddpm", "euler", "euler-a", "dpm++
 def cli(inputs, output, model, prompt_spec, negative_prompt, variants, steps, size, guidance, strength, scheduler,
         batch_size, dtype, device, compile_, channels_last, fmt, keep_source, mask_field, disc_dir, dg_weight, dg_min_t,
         train_discriminator, fake, disc_steps, disc_batch_size, disc_lr, disc_width, max_images,
-        shard_index, num_shards, seed):
+        shard_index, num_shards, seed, overwrite):
     """Repaint the clothing region K times with a diffusion inpainting model.
 
     Each input sample needs an image and a mask (`reid mask`). For every sample, K variants are
@@ -194,7 +195,7 @@ def _inpaint(inputs, output, model, prompt_spec, negative_prompt, variants, step
         yield from flush()
 
     report = map_shards(shards, output, process, shard_index=index, num_shards=count, desc="inpaint",
-                        progress=progress_enabled())
+                        progress=progress_enabled(), overwrite=overwrite)
     if skipped["empty_mask"]:
         log.warning("%d samples had an empty mask and were not inpainted", skipped["empty_mask"])
     log.info("%d samples in, %d out (%d shards done, %d skipped as complete)", report.samples_in, report.samples_out,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
-from reidtools.commands._options import (command, inputs_argument, output_option, progress_enabled,
+from reidtools.commands._options import (command, inputs_argument, output_option, overwrite_option, progress_enabled,
                                          resolve_task, seed_option, task_options)
 
 
 @command("mask", short_help="Write clothing masks and human parsing maps.")
 @inputs_argument
 @output_option()
+@overwrite_option
 @click.option("--engine", type=click.Choice(["labels", "schp-onnx", "segformer", "pose"]), default="labels",
               help="labels: the sample's own parse.png; schp-onnx: an SCHP .onnx file; segformer: a "
                    "transformers model; pose: MediaPipe keypoints + person mask (the pose extra).")
@@ -29,7 +30,7 @@ from reidtools.commands._options import (command, inputs_argument, output_option
 @task_options
 @seed_option
 def cli(inputs, output, engine, model, labels, keep, repaint, dilate_px, batch_size, device, shard_index,
-        num_shards, seed):
+        num_shards, seed, overwrite):
     """Write clothing masks and human parsing maps.
 
     Writes `mask.png` (L; 255 = clothing a generator may repaint, 0 = identity to keep), `parse.png`
@@ -77,4 +78,5 @@ def cli(inputs, output, engine, model, labels, keep, repaint, dilate_px, batch_s
         writer = E.MaskWriter(keep, repaint, dilate_px, engine, model)
         check(writer, parser.labels)
         fn = E.parser_map(writer, parser, batch_size)
-    map_shards(shards, output, fn, shard_index=index, num_shards=count, desc="mask", progress=progress_enabled())
+    map_shards(shards, output, fn, shard_index=index, num_shards=count, desc="mask", progress=progress_enabled(),
+               overwrite=overwrite)

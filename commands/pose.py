@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import click
 
-from reidtools.commands._options import (command, inputs_argument, output_option, progress_enabled,
+from reidtools.commands._options import (command, inputs_argument, output_option, overwrite_option, progress_enabled,
                                          resolve_task, seed_option, task_options)
 
 
 @command("pose", short_help="Write body keypoints into the metadata.")
 @inputs_argument
 @output_option()
+@overwrite_option
 @click.option("--engine", type=click.Choice(["mediapipe"]), default="mediapipe",
               help="mediapipe: MediaPipe Pose, 33 landmarks with visibility (the pose extra).")
 @click.option("--model-complexity", type=click.Choice(["0", "1", "2"]), default="1",
@@ -19,7 +20,7 @@ from reidtools.commands._options import (command, inputs_argument, output_option
               help="MediaPipe person-detection threshold.")
 @task_options
 @seed_option
-def cli(inputs, output, engine, model_complexity, min_detection_confidence, shard_index, num_shards, seed):
+def cli(inputs, output, engine, model_complexity, min_detection_confidence, shard_index, num_shards, seed, overwrite):
     """Write body keypoints into the metadata.
 
     Adds `pose` = {"format": "mediapipe33", "points": [[x, y, confidence], ...], "detected": bool}
@@ -41,6 +42,7 @@ def cli(inputs, output, engine, model_complexity, min_detection_confidence, shar
             yield s
 
     try:
-        map_shards(shards, output, fn, shard_index=index, num_shards=count, desc="pose", progress=progress_enabled())
+        map_shards(shards, output, fn, shard_index=index, num_shards=count, desc="pose", progress=progress_enabled(),
+                   overwrite=overwrite)
     finally:
         estimator.close()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from reidtools.commands._options import (command, inputs_argument, output_option, parse_size, progress_enabled,
+from reidtools.commands._options import (command, inputs_argument, output_option, overwrite_option, parse_size,
+                                         progress_enabled,
                                          resolve_task, seed_option, task_options)
 
 PER_SHARD = 10000  # garment ids: g<shard position * 10000 + index in shard>
@@ -13,6 +14,7 @@ PER_SHARD = 10000  # garment ids: g<shard position * 10000 + index in shard>
 @command("tryoff", short_help="Extract flat garment images from people (a garment catalogue).")
 @inputs_argument
 @output_option()
+@overwrite_option
 @click.option("--model", default="stable-diffusion-v1-5/stable-diffusion-inpainting", metavar="ID|DIR",
               help="SD-1.5 inpainting base (folder with unet/ and scheduler/), as TryOffAnyone.")
 @click.option("--vae", default="stabilityai/sd-vae-ft-mse", metavar="ID|DIR", help="VAE (TryOffAnyone's choice).")
@@ -32,7 +34,7 @@ PER_SHARD = 10000  # garment ids: g<shard position * 10000 + index in shard>
 @task_options
 @seed_option
 def cli(inputs, output, model, vae, weights, garment, steps, scale, eta, size, batch_size, device, dtype,
-        shard_index, num_shards, seed):
+        shard_index, num_shards, seed, overwrite):
     """Extract flat garment images from people (a garment catalogue).
 
     Re-implements TryOffAnyone inference (HSGL uses it for its clothing database): an SD-1.5
@@ -101,5 +103,5 @@ def cli(inputs, output, model, vae, weights, garment, steps, scale, eta, size, b
             yield from run(batch)
 
     report = map_shards(shards, output, fn, shard_index=index, num_shards=count, desc="tryoff",
-                        progress=progress_enabled())
+                        progress=progress_enabled(), overwrite=overwrite)
     log.info("%d garments from %d samples", report.samples_out, report.samples_in)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from reidtools.commands._options import (command, inputs_argument, output_option, parse_size, progress_enabled,
+from reidtools.commands._options import (command, inputs_argument, output_option, overwrite_option, parse_size,
+                                         progress_enabled,
                                          resolve_task, seed_option, task_options)
 
 # metadata of the person that no longer describes the try-on image
@@ -14,6 +15,7 @@ STALE = ("caption", "clothes_prompt", "quality", "garments", "parse_labels")
 @command("tryon", short_help="Dress people in catalogue garments (shared clothes ids across identities).")
 @inputs_argument
 @output_option()
+@overwrite_option
 @click.option("--garments", "garment_inputs", multiple=True, required=True, metavar="SHARDS",
               help="Catalogue shards from `reid tryoff` (garment.png + json garment id); repeatable, globs ok.")
 @click.option("--model", default="yisol/IDM-VTON", metavar="ID|DIR",
@@ -47,7 +49,7 @@ STALE = ("caption", "clothes_prompt", "quality", "garments", "parse_labels")
 @task_options
 @seed_option
 def cli(inputs, output, garment_inputs, model, pairs, per_id, garments_per, steps, guidance, size, prompt,
-        garment_prompt, negative_prompt, arms, ip_adapter, device, dtype, offload, shard_index, num_shards, seed):
+        garment_prompt, negative_prompt, arms, ip_adapter, device, dtype, offload, shard_index, num_shards, seed, overwrite):
     """Dress people in catalogue garments (shared clothes ids across identities).
 
     HSGL's semantic-preserving hard samples (SHSG): person images wear garments of the catalogue
@@ -193,5 +195,5 @@ def cli(inputs, output, garment_inputs, model, pairs, per_id, garments_per, step
                 yield new
 
     report = map_shards(shards, output, fn, shard_index=index, num_shards=count, desc="tryon",
-                        progress=progress_enabled())
+                        progress=progress_enabled(), overwrite=overwrite)
     log.info("%d try-on images from %d person samples", report.samples_out, report.samples_in)

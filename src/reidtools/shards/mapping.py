@@ -6,6 +6,7 @@ array job's tasks never collide and a re-run skips the shards that are already c
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from tqdm import tqdm
 from reidtools.errors import ReidError
 from reidtools.shards.paths import STDIN, split_shards
 from reidtools.shards.reader import iter_shard
-from reidtools.shards.writer import STDOUT, AtomicShard, ShardWriter
+from reidtools.shards.writer import STDOUT, AtomicShard, ShardWriter, ensure_output_dir
 
 log = logging.getLogger("reidtools")
 
@@ -48,33 +49,41 @@ def output_name(shard: str) -> str:
 
 
 def map_shards(shards: list[str], output: str, fn: MapFn, *, shard_index: int = 0, num_shards: int = 1,
-               desc: str = "samples", progress: bool = True, maxcount: int = 1000) -> MapReport:
+               desc: str = "samples", progress: bool = True, maxcount: int = 1000,
+               overwrite: bool = False) -> MapReport:
     """Apply `fn` (an iterator-of-samples transform, so it may batch) to this task's input shards.
 
     - `output` a directory: one output shard per input shard, same name, written atomically; an
-      output that already exists is skipped. Stdin input is written as `stdin-NNNNNN.tar` shards.
+      output that already exists is skipped (resume) unless `overwrite`. Stdin input is written as
+      `stdin-NNNNNN.tar` shards; stdin has no name to resume by, so existing `stdin-*` output is an
+      error unless `overwrite`, and so is an output that would be its own input.
     - `output == "-"`: every output sample goes into one tar on stdout.
     """
     mine = split_shards(shards, shard_index, num_shards)
     report = MapReport()
+    if output != STDOUT:
+        ensure_output_dir(output)
+        _check_targets(mine, output, overwrite)
     bar = tqdm(desc=desc, unit="img", disable=not progress, dynamic_ncols=True, leave=False)
     try:
         if output == STDOUT or mine == [STDIN]:
             prefix = "stdin"
-            with ShardWriter(output, prefix=prefix, maxcount=maxcount) as writer:
+            with ShardWriter(output, prefix=prefix, maxcount=maxcount, resume=False) as writer:
                 for shard in mine:
                     for sample in fn(_Counter(iter_shard(shard), report, bar)):
                         writer.write(sample)
                         report.samples_out += 1
                     report.shards_done.append(shard)
+            if output != STDOUT and overwrite:
+                _remove_stale_stdin_shards(output, writer.shards)
             return report
         for shard in mine:
             target = os.path.join(output, output_name(shard))
-            if os.path.exists(target):
+            if os.path.exists(target) and not overwrite:
                 log.info("%s exists, skipping %s", target, shard)
                 report.shards_skipped.append(shard)
                 continue
-            with AtomicShard(target) as out:
+            with AtomicShard(target, replace=overwrite) as out:
                 for sample in fn(_Counter(iter_shard(shard), report, bar)):
                     out.write(sample)
                     report.samples_out += 1
@@ -85,6 +94,32 @@ def map_shards(shards: list[str], output: str, fn: MapFn, *, shard_index: int = 
     if not report.shards_done and not report.shards_skipped:
         raise ReidError("no input shard was processed")
     return report
+
+
+def _check_targets(mine: list[str], output: str, overwrite: bool) -> None:
+    """Refuse, before any work, outputs that a resume would skip although they are not this input's."""
+    if overwrite:
+        return
+    if STDIN in mine:
+        pattern = "stdin-*.tar" if mine == [STDIN] else "stdin.tar"
+        found = sorted(glob.glob(os.path.join(glob.escape(output), pattern)))
+        if found:
+            raise ReidError(f"{found[0]} exists from an earlier stdin run (stdin has no shard name to resume "
+                            "by): pass --overwrite to replace it, or write to a new directory")
+    for shard in mine:
+        target = os.path.join(output, output_name(shard))
+        if shard != STDIN and os.path.exists(target) and os.path.samefile(shard, target):
+            raise ReidError(f"{shard}: -o {output} is this shard's own directory (its output would replace "
+                            "its input): write to a new directory, or pass --overwrite to replace inputs in place")
+
+
+def _remove_stale_stdin_shards(output: str, written: list[str]) -> None:
+    # an earlier, longer stdin run's higher-numbered shards would otherwise mix with this run's
+    keep = {os.path.abspath(p) for p in written}
+    for path in sorted(glob.glob(os.path.join(glob.escape(output), "stdin-*.tar"))):
+        if os.path.abspath(path) not in keep:
+            log.warning("removing %s, left by an earlier stdin run (--overwrite)", path)
+            os.remove(path)
 
 
 def write_plans(plans: list[tuple[str | None, object]], output: str, produce: Callable[[object], Iterable[dict]],

@@ -25,7 +25,7 @@ def _group(sample: dict) -> tuple:
 
 
 def run_filter(inputs: list[str], output: str, rules: list, *, shard_index: int = 0, num_shards: int = 1,
-               progress: bool = True) -> Counts:
+               progress: bool = True, overwrite: bool = False) -> Counts:
     counts = Counts([r.name for r in rules])
     shards = expand_inputs(inputs)
     ranking = next((r for r in rules if getattr(r, "whole_input", False)), None)
@@ -39,7 +39,7 @@ def run_filter(inputs: list[str], output: str, rules: list, *, shard_index: int 
                     yield s
 
         map_shards(shards, output, fn, shard_index=shard_index, num_shards=num_shards, desc="filter",
-                   progress=progress)
+                   progress=progress, overwrite=overwrite)
         return counts
 
     tmpdir = None
@@ -78,7 +78,7 @@ def run_filter(inputs: list[str], output: str, rules: list, *, shard_index: int 
                     yield s
 
         map_shards(shards, output, fn2, shard_index=shard_index, num_shards=num_shards, desc="filter",
-                   progress=progress)
+                   progress=progress, overwrite=overwrite)
         return counts
     finally:
         if tmpdir:
