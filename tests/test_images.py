@@ -1,14 +1,17 @@
-"""Image fields decode to the 8-bit pixels their mode means."""
+"""Image fields decode to the 8-bit pixels their mode means, and oversized images are refused unread."""
 
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from reidtools.errors import SampleError
+from reidtools.shards import images
 from reidtools.shards.sample import image, mask
 
 
@@ -102,3 +105,72 @@ def test_parse_map_with_ids_above_255_is_an_error():
 def test_16bit_mask_is_an_intensity():
     m = Image.fromarray(np.array([[0, 32896, 65535]], np.uint16))
     assert np.asarray(mask(_sample(_png(m), "mask.png"))).tolist() == [[0, 128, 255]]
+
+
+# ----------------------------------------------------------------------------- the pixel cap
+def _blank_png(w: int, h: int) -> bytes:
+    """A valid all-black L PNG, compressed row by row (never materialising w*h bytes)."""
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
+
+    z = zlib.compressobj(9)
+    row = bytes(w + 1)  # filter byte + pixels
+    idat = b"".join(z.compress(row) for _ in range(h)) + z.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+
+
+@pytest.fixture(scope="module")
+def big_png() -> bytes:
+    return _blank_png(10000, 10000)
+
+
+def test_image_above_the_default_cap_is_refused_naming_shard_and_key(big_png):
+    assert len(big_png) < 1_000_000  # a few hundred KB that would decode to 300 MB of RGB
+    with pytest.raises(SampleError, match=r"^s\.tar: k1: field 'png' is 10000x10000 = 100000000 pixels, above the cap"):
+        image(_sample(big_png))
+
+
+def test_pillow_bomb_limit_is_reported_as_our_cap(monkeypatch):
+    # 20000 x 20000 is past Pillow's own DecompressionBombError threshold (2 x 89 M pixels)
+    monkeypatch.setitem(images._cap, "pixels", 10**9)
+    header_only = _blank_png(20000, 20000)[:33] + b"\x00\x00\x00\x00IEND\xaeB`\x82"
+    with pytest.raises(SampleError, match=r"^s\.tar: k1: field 'png' is above the pixel cap"):
+        image(_sample(header_only))
+
+
+def test_cap_is_settable_and_images_below_it_decode(monkeypatch):
+    monkeypatch.setitem(images._cap, "pixels", images.DEFAULT_MAX_PIXELS)
+    monkeypatch.delenv(images.ENV, raising=False)
+    small = _png(Image.new("RGB", (20, 10), (1, 2, 3)))
+    assert image(_sample(small)).size == (20, 10)
+    images.set_max_pixels(199)
+    try:
+        with pytest.raises(SampleError, match="20x10 = 200 pixels, above the cap of 199"):
+            image(_sample(small))
+    finally:
+        images.set_max_pixels(images.DEFAULT_MAX_PIXELS)
+
+
+def test_cli_max_pixels_refuses_with_one_line_naming_shard_and_key(synth_dir, tmp_path, capsys, monkeypatch):
+    from reidtools.commands import cli
+    from reidtools.commands._options import run_cli
+
+    shard = str(synth_dir / "train-000000.tar")
+    monkeypatch.delenv(images.ENV, raising=False)  # set_max_pixels exports it; undone after the test
+    try:
+        rc = run_cli(cli, ["filter", shard, "-o", str(tmp_path / "out"), "--rule", "size", "-q", "--max-pixels", "100"])
+    finally:
+        images.set_max_pixels(images.DEFAULT_MAX_PIXELS)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1
+    assert len(err) == 1 and f"{shard}: " in err[0] and "64 = 2048 pixels, above the cap of 100" in err[0], err
+    assert not list((tmp_path / "out").glob("*.tar"))
+
+
+def test_cli_default_cap_in_help_is_the_library_default():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "reidtools", "stats", "--help"], capture_output=True, text=True).stdout
+    assert f"default: {images.DEFAULT_MAX_PIXELS} = 4096x4096" in " ".join(out.split())

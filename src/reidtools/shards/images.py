@@ -1,4 +1,4 @@
-"""Decoding image fields: correct 8-bit conversion per mode.
+"""Decoding image fields: a pixel cap checked before decoding, and correct 8-bit conversion per mode.
 
 Pillow's own `convert("RGB"/"L")` clips 16-bit and 32-bit pixels instead of scaling them (a 16-bit
 PNG comes out nearly all white) and drops alpha, showing whatever colour transparent pixels hold.
@@ -12,26 +12,67 @@ Here:
 - `CMYK`, `YCbCr`, `1` and `L` go through Pillow's conversions (exact for these modes).
 - Label maps (`parse.png`) keep their ids: palette images give their indices, 16-bit maps must hold
   ids below 256.
+
+The cap (`--max-pixels`, env `REID_MAX_PIXELS`) is checked on the header, so a crafted 20000x20000
+PNG of a few hundred KB is refused before any pixel is allocated.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import warnings
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from reidtools.errors import SampleError
 
+# 4096 x 4096: far above any person crop, try-on frame or full-HD camera frame, far below an
+# image that would take gigabytes once decoded (and then again per conversion)
+DEFAULT_MAX_PIXELS = 4096 * 4096
+ENV = "REID_MAX_PIXELS"
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 _ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
-def open_image(data: bytes, *, shard: str, key: str | None, field: str) -> Image.Image:
-    """Decode `data` (a field's bytes)."""
+def _env_cap() -> int:
     try:
-        img = Image.open(io.BytesIO(data))
-        img.load()
+        return max(1, int(os.environ.get(ENV, DEFAULT_MAX_PIXELS)))
+    except ValueError:
+        return DEFAULT_MAX_PIXELS
+
+
+_cap = {"pixels": _env_cap()}
+
+
+def set_max_pixels(pixels: int) -> None:
+    """Set the per-image cap for this process and (through the environment) for its workers."""
+    _cap["pixels"] = int(pixels)
+    os.environ[ENV] = str(int(pixels))
+    # Pillow refuses at twice its own limit; let our cap be the one that speaks
+    if Image.MAX_IMAGE_PIXELS is not None and pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = int(pixels)
+
+
+def max_pixels() -> int:
+    return _cap["pixels"]
+
+
+def open_image(data: bytes, *, shard: str, key: str | None, field: str) -> Image.Image:
+    """Decode `data` (a field's bytes), refusing images above the pixel cap before decoding them."""
+    cap = max_pixels()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            w, h = img.size
+            if w * h > cap:
+                raise SampleError(shard, key, f"field '{field}' is {w}x{h} = {w * h} pixels, above the cap of "
+                                              f"{cap} (raise it with --max-pixels or {ENV})")
+            img.load()
+    except Image.DecompressionBombError as exc:
+        raise SampleError(shard, key, f"field '{field}' is above the pixel cap of {cap} ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise SampleError(shard, key, f"field '{field}' is not a readable image ({exc})") from None
     return img
@@ -97,7 +138,7 @@ def to_gray(img: Image.Image, *, labels: bool = False, shard: str = "<memory>", 
 
 def decode(data: bytes | Image.Image, mode: str = "RGB", *, shard: str = "<memory>", key: str | None = None,
            field: str = "image", labels: bool = False) -> Image.Image:
-    """Bytes (or a PIL image) -> an 8-bit `RGB` or `L` image, converted as documented above."""
+    """Bytes (or a PIL image) -> an 8-bit `RGB` or `L` image, capped and converted as documented above."""
     img = data if isinstance(data, Image.Image) else open_image(data, shard=shard, key=key, field=field)
     if mode == "RGB":
         return to_rgb(img, shard=shard, key=key, field=field)
