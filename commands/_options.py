@@ -149,6 +149,13 @@ def output_option(required: bool = True, help: str = "Output directory for shard
     return click.option("-o", "--output", required=required, metavar="DIR|-", help=help)
 
 
+def overwrite_option(fn: Callable) -> Callable:
+    """--overwrite for per-shard maps (mask, pose, caption, tryoff, inpaint, tryon, filter)."""
+    return click.option("--overwrite", is_flag=True,
+                        help="Replace output shards that exist (default: keep them, which resumes a killed run; "
+                             "stdin output or -o equal to an input directory is refused).")(fn)
+
+
 def seed_option(fn: Callable) -> Callable:
     return click.option("--seed", type=int, default=0, help="Global seed; per-sample seeds derive from it and the key.")(fn)
 
