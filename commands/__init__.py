@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "train": "Train a ReID model on real and generated shards.",
     "eval": "Evaluate a ReID model or saved features under a benchmark protocol.",
     "refine": "Refine query predictions with test-time query variants (DLCR).",
+    "export": "Export a ReID model to ONNX, with its preprocessing in the metadata.",
 }
 
 

@@ -7,6 +7,7 @@ import click
 from reidtools.commands._options import command, progress_enabled, seed_option
 from reidtools.commands._protocol import protocol_options, rerank_options, write_result_json
 
+MODEL_FORMATS = ("auto", "run", "onnx", "torchreid", "fastreid", "cal", "clipreid", "transreid")
 PROTOCOL_NAMES = ("market", "cc", "sc", "general", "prcc", "sysu-all", "sysu-indoor", "llcm-v2i", "llcm-i2v")
 
 
@@ -18,8 +19,12 @@ PROTOCOL_NAMES = ("market", "cc", "sc", "general", "prcc", "sysu-all", "sysu-ind
               help="Benchmark protocol (see docs/eval.md for each one's source).")
 @click.option("--distance", type=click.Choice(["cosine", "euclidean"]), default="cosine",
               help="cosine: 1 - cos of L2-normalised features; euclidean: squared Euclidean.")
-@click.option("--model", metavar="RUN_DIR", default=None,
-              help="A `reid train` run folder: extracts features for samples without feat.npy.")
+@click.option("--model", metavar="RUN_DIR|FILE", default=None,
+              help="A `reid train` run folder, an ONNX file from `reid export` or a published checkpoint "
+                   "(see --model-format): extracts features for samples without feat.npy.")
+@click.option("--model-format", type=click.Choice(MODEL_FORMATS), default="auto",
+              help="What --model (and --extractor) is; auto: a folder is a run, *.onnx an export, other "
+                   "files published checkpoints recognised by their key names (docs/export.md).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, help="Batch size for --model extraction.")
 @click.option("--device", default=None, help="Device for --model extraction [default: best available].")
 @click.option("--generated", multiple=True, metavar="SHARDS",
@@ -39,7 +44,7 @@ PROTOCOL_NAMES = ("market", "cc", "sc", "general", "prcc", "sysu-all", "sysu-ind
 @rerank_options
 @protocol_options
 @seed_option
-def cli(inputs, gallery, protocol, distance, model, batch_size, device, generated, real, extractor, json_out, plot, compare, save_features,
+def cli(inputs, gallery, protocol, distance, model, model_format, batch_size, device, generated, real, extractor, json_out, plot, compare, save_features,
         rerank, k1, k2, lambda_, rerank_max_gb, prcc_query, prcc_gallery, num_trials, seed):
     """Evaluate a ReID model or saved features under a benchmark protocol.
 
@@ -56,6 +61,8 @@ def cli(inputs, gallery, protocol, distance, model, batch_size, device, generate
       reid eval q/ -g g/ --rerank --k1 50 --k2 15 --plot cmc.png
       reid eval --compare base.json expanded.json --plot cmc.png
       reid eval --generated gen/ --real train/ --extractor runs/reid/ --json quality.json
+      reid eval q/ -g g/ --model model.onnx --json onnx.json
+      reid eval q/ -g g/ --model osnet_x1_0_market.pth --model-format torchreid
     """
     import json
     import logging
@@ -89,6 +96,10 @@ def cli(inputs, gallery, protocol, distance, model, batch_size, device, generate
         log.info("wrote %s (%d curves)", plot, len(curves))
         return
     if generated or real or extractor:
+        if extractor and model_format != "auto":
+            from reidtools.reid.extract import ModelSource
+
+            extractor = ModelSource(extractor, model_format)
         return _generation_quality(inputs, gallery, generated, real, extractor, distance, batch_size, device, json_out)
     if not inputs:
         raise click.UsageError("missing QUERY_SHARDS")
@@ -104,6 +115,10 @@ def cli(inputs, gallery, protocol, distance, model, batch_size, device, generate
 
     qshards, gshards = expand_inputs(list(inputs)), expand_inputs(list(gallery))
     needs = PROTOCOLS[protocol].needs
+    if model is not None:
+        from reidtools.reid.extract import ModelSource
+
+        model = ModelSource(model, model_format)   # opened once, shared by the query and gallery sets
     common = dict(protocol=protocol, needs=needs, model=model, batch_size=batch_size, device=device,
                   progress=progress_enabled())
     qf, qmeta, qdicts = load_set(qshards, role="query", **common)

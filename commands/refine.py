@@ -8,6 +8,7 @@ import click
 from reidtools.commands._options import command, progress_enabled, seed_option
 from reidtools.commands._protocol import protocol_options, rerank_options, write_result_json
 
+MODEL_FORMATS = ("auto", "run", "onnx", "torchreid", "fastreid", "cal", "clipreid", "transreid")
 PROTOCOL_NAMES = ("market", "cc", "sc", "general", "prcc", "sysu-all", "sysu-indoor", "llcm-v2i", "llcm-i2v")
 
 
@@ -19,8 +20,12 @@ PROTOCOL_NAMES = ("market", "cc", "sc", "general", "prcc", "sysu-all", "sysu-ind
               help="Query variants (`reid inpaint` output on the query shards), matched to queries by `source`.")
 @click.option("-p", "--protocol", type=click.Choice(PROTOCOL_NAMES), required=True,
               help="Benchmark protocol, as in `reid eval` (the released DLCR code ran prcc).")
-@click.option("--model", metavar="RUN_DIR", default=None,
-              help="A `reid train` run folder: extracts features for samples without feat.npy.")
+@click.option("--model", metavar="RUN_DIR|FILE", default=None,
+              help="A `reid train` run folder, an ONNX file from `reid export` or a published checkpoint "
+                   "(see --model-format): extracts features for samples without feat.npy.")
+@click.option("--model-format", type=click.Choice(MODEL_FORMATS), default="auto",
+              help="What --model is; auto: a folder is a run, *.onnx an export, other "
+                   "files published checkpoints recognised by their key names (docs/export.md).")
 @click.option("--views", type=click.IntRange(min=0), default=4, show_default=True,
               help="Variants per query (views = the original + this many); 4 in the released code.")
 @click.option("--top", type=click.IntRange(min=1), default=5, show_default=True,
@@ -36,7 +41,7 @@ PROTOCOL_NAMES = ("market", "cc", "sc", "general", "prcc", "sysu-all", "sysu-ind
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, help="Batch size for --model extraction.")
 @click.option("--device", default=None, help="Device for --model extraction [default: best available].")
 @seed_option
-def cli(inputs, gallery, variants, protocol, model, views, top, variant_rule, json_out, rerank, k1, k2, lambda_,
+def cli(inputs, gallery, variants, protocol, model, model_format, views, top, variant_rule, json_out, rerank, k1, k2, lambda_,
         rerank_max_gb, prcc_query, prcc_gallery, num_trials, batch_size, device, seed):
     """Refine query predictions with test-time query variants (DLCR).
 
@@ -70,6 +75,10 @@ def cli(inputs, gallery, variants, protocol, model, views, top, variant_rule, js
     qshards, gshards = expand_inputs(list(inputs)), expand_inputs(list(gallery))
     vshards = expand_inputs(list(variants))
     needs = PROTOCOLS[protocol].needs
+    if model is not None:
+        from reidtools.reid.extract import ModelSource
+
+        model = ModelSource(model, model_format)   # opened once for queries, gallery and variants
     common = dict(protocol=protocol, needs=needs, model=model, batch_size=batch_size, device=device,
                   progress=progress_enabled())
     qf, qmeta, _ = load_set(qshards, role="query", **common)

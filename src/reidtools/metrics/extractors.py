@@ -1,5 +1,6 @@
-"""Feature extractors for generation quality: a `reid train` run folder, a transformers vision model
-(hub id in the local cache, or folder), or the `feat.npy` already stored in the samples."""
+"""Feature extractors for generation quality: a ReID model (`reid train` run folder, `reid export`
+ONNX file or published checkpoint: reidtools.reid.extract), a transformers vision model (hub id in
+the local cache, or folder), or the `feat.npy` already stored in the samples."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ Extract = Callable[[list], np.ndarray]   # samples -> float32 (N, D)
 def describe(extractor: str | None) -> str:
     if extractor is None:
         return "feat.npy"
-    return extractor
+    return str(extractor)
 
 
 def is_run_dir(path: str) -> bool:
@@ -80,12 +81,15 @@ def vision_model_extractor(model: str, *, batch_size: int = 64, device: str | No
     return run
 
 
-def reid_run_extractor(run_dir: str, *, batch_size: int = 128, device: str | None = None,
+def reid_run_extractor(model, *, batch_size: int = 128, device: str | None = None,
                        progress: bool = False) -> Extract:
-    from reidtools.reid.extract import extract_features
+    """A ReID model: a path (run folder, .onnx, published checkpoint) or a ModelSource, opened once."""
+    from reidtools.reid.extract import ModelSource, extract_features
+
+    source = ModelSource(model) if isinstance(model, str) else model
 
     def run(samples: list) -> np.ndarray:
-        return extract_features(run_dir, samples, batch_size=batch_size, device=device, progress=progress)
+        return extract_features(source, samples, batch_size=batch_size, device=device, progress=progress)
 
     return run
 
@@ -94,6 +98,6 @@ def make_extractor(extractor: str | None, *, batch_size: int = 64, device: str |
                    progress: bool = False) -> Extract:
     if extractor is None:
         return stored_features
-    if is_run_dir(extractor):
+    if not isinstance(extractor, str) or is_run_dir(extractor) or os.path.isfile(extractor):
         return reid_run_extractor(extractor, batch_size=batch_size, device=device, progress=progress)
     return vision_model_extractor(extractor, batch_size=batch_size, device=device)
