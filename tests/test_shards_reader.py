@@ -10,7 +10,7 @@ import pytest
 
 from reidtools.errors import SampleError
 from reidtools.shards import ShardWriter, iter_shard
-from test_shards import make_sample
+from test_shards import make_sample, write_raw_tar
 
 
 def _shard(dirpath, prefix: str, keys: range) -> bytes:
@@ -82,3 +82,29 @@ def test_directory_members_are_ignored(tmp_path):
     path = tmp_path / "dir.tar"
     _tar_with(path, info)
     assert [s["__key__"] for s in iter_shard(str(path))] == ["k1"]
+
+
+def test_a_shard_given_twice_is_refused(tmp_path):
+    from reidtools.errors import ReidError
+    from reidtools.shards import expand_inputs
+
+    _shard(tmp_path, "a", range(2))
+    path = str(tmp_path / "a-000000.tar")
+    with pytest.raises(ReidError, match="a-000000.tar' is given twice"):
+        expand_inputs([path, path])
+    with pytest.raises(ReidError, match="is given twice"):
+        expand_inputs([str(tmp_path / "*.tar"), str(tmp_path / "." / "a-000000.tar")])
+
+
+def test_keys_repeated_across_shards_or_non_adjacently_are_refused(tmp_path):
+    from reidtools.shards import iter_samples
+
+    _shard(tmp_path, "a", range(0, 3))
+    _shard(tmp_path, "b", range(2, 4))  # s0002 again: e.g. a tool's output next to its input
+    a, b = str(tmp_path / "a-000000.tar"), str(tmp_path / "b-000000.tar")
+    with pytest.raises(SampleError, match=r"b-000000.tar: s0002: key also in .*a-000000.tar"):
+        list(iter_samples([a, b]))
+    path = tmp_path / "again.tar"
+    write_raw_tar(path, [("k1.json", b"{}"), ("k2.json", b"{}"), ("k1.jpg", b"xx")])
+    with pytest.raises(SampleError, match="again.tar: k1: key appears again after other samples"):
+        list(iter_shard(str(path)))

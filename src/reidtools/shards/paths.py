@@ -42,6 +42,13 @@ def expand_inputs(inputs: list[str] | tuple[str, ...]) -> list[str]:
                 raise ReidError(f"input shard {path!r} does not exist")
     if shards.count(STDIN) > 1:
         raise ReidError("stdin ('-') can be read only once")
+    seen: dict[str, str] = {}
+    for shard in shards:
+        real = os.path.realpath(shard) if shard != STDIN else shard
+        if real in seen:
+            same = "" if seen[real] == shard else f" (as {seen[real]!r})"
+            raise ReidError(f"input shard {shard!r} is given twice{same}: its samples would be read twice")
+        seen[real] = shard
     if not shards:
         raise ReidError("no input shards given")
     return shards

@@ -104,6 +104,7 @@ def iter_shard(shard: str, validate: bool = True) -> Iterator[dict]:
         raise ReidError(f"{shard}: cannot open ({exc.strerror})") from None
     stream = _TailReader(fh)
     current: dict | None = None
+    seen: set[str] = set()
     try:
         try:
             tar = tarfile.open(fileobj=stream, mode="r|*", tarinfo=_ConcatTarInfo)
@@ -123,6 +124,10 @@ def iter_shard(shard: str, validate: bool = True) -> Iterator[dict]:
                     yield _finish(current, label, validate)
                     current = None
                 if current is None:
+                    if key in seen:
+                        raise SampleError(label, key, "key appears again after other samples (a sample's members "
+                                                      "must be consecutive and keys unique)")
+                    seen.add(key)
                     current = {"__key__": key, "__shard__": label}
                 if field in current:
                     raise SampleError(label, key, f"field '{field}' appears twice (duplicate key?)")
@@ -144,6 +149,22 @@ def iter_shard(shard: str, validate: bool = True) -> Iterator[dict]:
 
 
 def iter_samples(shards: Iterable[str], validate: bool = True) -> Iterator[dict]:
-    """Samples of several shards, one after the other."""
+    """Samples of several shards, one after the other.
+
+    A key seen in an earlier shard is an error: generated samples pair with their `source` by key,
+    and a shard given twice (or a tool's output read next to its input) would count and train
+    twice. Remembering the keys costs about 100 bytes per sample.
+    """
+    first: dict[str, int] = {}
+    names: list[str] = []
     for shard in shards:
-        yield from iter_shard(shard, validate=validate)
+        names.append(shard)
+        here = len(names) - 1
+        for sample in iter_shard(shard, validate=validate):
+            key = sample["__key__"]
+            where = first.setdefault(key, here)
+            if where != here:
+                raise SampleError(sample["__shard__"], key, f"key also in {names[where]} (keys must be unique "
+                                                            "across the inputs: a shard given twice, or a tool's "
+                                                            "output next to its input?)")
+            yield sample
