@@ -38,7 +38,7 @@ def main() -> None:
     import torch
     from diffusers import UNet2DConditionModel
 
-    from reidtools.generate.posegen.model import build_net
+    from reidtools.generate.posegen.net import build_net
     from reidtools.vision.skeleton import render_skeleton
     from reidtools.data.synth import iter_synth
 

@@ -191,3 +191,26 @@ def parse_size(value: str, option: str = "--size", multiple: int = 1) -> tuple[i
     if multiple > 1 and (h % multiple or w % multiple):
         raise click.BadParameter(f"{value!r}: height and width must be multiples of {multiple}", param_hint=option)
     return h, w
+
+
+# ----------------------------------------------------------------------------- model-bearing commands
+# --dtype/--device: caption, inpaint, discriminate, finetune, tryoff, tryon, invert sample, posegen sample.
+# --scheduler: inpaint, invert sample, posegen sample (names from reidtools.generate.schedulers).
+def dtype_option(default: str = "fp16", paper: str | None = None) -> Callable:
+    """--dtype for a generator; `paper` names whose default it is (TryOffAnyone runs in bf16)."""
+    why = f" ({paper})" if paper else ""
+    return click.option("--dtype", type=click.Choice(["fp16", "bf16", "fp32"]), default=default,
+                        help=f"Weights/activations precision{why}; fp16 falls back to fp32 on CPU.")
+
+
+def device_option(fn: Callable) -> Callable:
+    return click.option("--device", default=None,
+                        help="torch device, e.g. cpu or cuda:1 [default: cuda:LOCAL_RANK under accelerate/torchrun, "
+                             "else cuda, mps, cpu].")(fn)
+
+
+def scheduler_option(default: str, why: str) -> Callable:
+    from reidtools.generate.schedulers import NAMES
+
+    return click.option("--scheduler", type=click.Choice(NAMES), default=default,
+                        help=f"Sampler ({why}); default: the one saved with the model.")

@@ -145,7 +145,7 @@ def _model_free(engine, seed, bank):
 
 
 def _llava(model, question, temperature, max_new_tokens, batch_size, dtype, device, seed, recaption):
-    from reidtools.generate.inpaint.pipeline import task_device
+    from reidtools.runtime import best_device
     from reidtools.runtime import torch_dtype
     from reidtools.seeding import derive_seed
     from reidtools.shards import image, meta
@@ -156,7 +156,7 @@ def _llava(model, question, temperature, max_new_tokens, batch_size, dtype, devi
         if "c" not in state:
             from reidtools.generate.caption.vlm import Captioner
 
-            dev = task_device(device)
+            dev = best_device(device)
             state["c"] = Captioner(model, device=dev, dtype=torch_dtype(dtype, dev), question=question,
                                    temperature=temperature, max_new_tokens=max_new_tokens)
         return state["c"]
@@ -190,7 +190,7 @@ def _summaries(shards, summary_model, words, max_new_tokens, batch_size, dtype, 
     from tqdm import tqdm
 
     from reidtools.generate.caption.summarize import Summarizer
-    from reidtools.generate.inpaint.pipeline import task_device
+    from reidtools.runtime import best_device
     from reidtools.runtime import torch_dtype
     from reidtools.seeding import derive_seed
     from reidtools.shards import iter_samples, require
@@ -200,7 +200,7 @@ def _summaries(shards, summary_model, words, max_new_tokens, batch_size, dtype, 
     for sample in iter_samples(shards):
         m = require(sample, "clothes", "caption", hint="--summarize groups captions by clothes id")
         captions.setdefault(str(m["clothes"]), []).append(m["caption"])
-    dev = task_device(device)
+    dev = best_device(device)
     summarizer = Summarizer(summary_model, device=dev, dtype=torch_dtype(dtype, dev), words=words,
                             max_new_tokens=max_new_tokens)
     ids = sorted(captions)

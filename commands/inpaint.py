@@ -103,7 +103,7 @@ def _inpaint(inputs, output, model, prompt_spec, negative_prompt, variants, step
     from reidtools.errors import SampleError
     from reidtools.generate.inpaint.pipeline import InpaintSettings, Inpainter, Job, load_pipeline
     from reidtools.generate.prompts import PromptPolicy
-    from reidtools.generate.inpaint.pipeline import task_device
+    from reidtools.runtime import best_device
     from reidtools.runtime import torch_dtype
     from reidtools.seeding import derive_seed
     from reidtools.shards import derive, expand_inputs, history_entry, image, map_shards, mask, meta
@@ -115,7 +115,7 @@ def _inpaint(inputs, output, model, prompt_spec, negative_prompt, variants, step
         raise click.BadParameter(str(exc), param_hint="--prompts") from None
     shards = expand_inputs(list(inputs))
     index, count = resolve_task(shard_index, num_shards)
-    dev = task_device(device)
+    dev = best_device(device)
     tdtype = torch_dtype(dtype, dev)
     pipe = load_pipeline(model, device=dev, dtype=tdtype, scheduler=scheduler, channels_last=channels_last,
                          compile=compile_)
@@ -212,14 +212,14 @@ def _train_discriminator(real_inputs, fake_inputs, output, model, size, dtype, d
     from reidtools.generate.inpaint.discriminator import DiscriminatorConfig, encode_images, train_discriminator
     from reidtools.generate.inpaint.pipeline import quiet_loading
     from reidtools.hub import resolve_model
-    from reidtools.generate.inpaint.pipeline import task_device
+    from reidtools.runtime import best_device
     from reidtools.runtime import torch_dtype
     from reidtools.shards import expand_inputs, image, iter_samples
 
     log = logging.getLogger("reidtools")
     quiet_loading()
     path = resolve_model(model)
-    dev = task_device(device)
+    dev = best_device(device)
     tdtype = torch_dtype(dtype, dev)
     from diffusers import AutoencoderKL, DDPMScheduler
 

@@ -1,6 +1,6 @@
 """`reid posegen`: Pose-dIVE training (fit) and pose/viewpoint-diversified generation (sample).
 
-CLI glue only; the library is reidtools.generate.posegen.model and reidtools.generate.posegen.sample.
+CLI glue only; the library is reidtools.generate.posegen.training and reidtools.generate.posegen.sample.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def fit_cmd(inputs, output, base, image_encoder, conditions, guider_channels, in
     import logging
 
     from reidtools.commands._options import parse_size
-    from reidtools.generate.posegen.model import FitOptions, fit
+    from reidtools.generate.posegen.training import FitOptions, fit
     from reidtools.shards import expand_inputs
 
     if output == "-":
@@ -180,7 +180,7 @@ def sample_cmd(ckpt_dir, inputs, output, poses, per_id, steps, scheduler, guidan
     (and view/quality) is dropped from the metadata: run `reid pose` on the output.
     """
     from reidtools.commands._options import parse_size
-    from reidtools.generate.posegen.model import read_manifest
+    from reidtools.generate.posegen.checkpoint import read_manifest
     from reidtools.generate.posegen.sample import sample_to
     from reidtools.shards import expand_inputs
 

@@ -116,7 +116,7 @@ def test_guider_features_carry_the_pose_before_the_zero_layer():
 
 @pytest.mark.parametrize("inject", ["conv_in", "latent"])
 def test_zero_guiders_leave_the_unet_unchanged_at_step_0_then_learn(inject):
-    from reidtools.generate.posegen.model import build_net
+    from reidtools.generate.posegen.net import build_net
 
     unet = tiny_unet(0)
     net = build_net(unet, tiny_unet(0), ["skeleton", "depth"], (4, 8, 8, 16), inject, 32, False)
@@ -143,7 +143,7 @@ def test_zero_guiders_leave_the_unet_unchanged_at_step_0_then_learn(inject):
 
 
 def test_reference_features_reach_the_denoising_unet():
-    from reidtools.generate.posegen.model import build_net
+    from reidtools.generate.posegen.net import build_net
 
     unet = tiny_unet(0)
     net = build_net(unet, tiny_unet(0), ["skeleton"], (4, 8, 8, 16), "conv_in", 16, False)
@@ -170,7 +170,7 @@ def test_reference_features_reach_the_denoising_unet():
 
 @pytest.mark.parametrize("train_reference", [False, True])
 def test_reference_unet_gets_gradients_only_when_trained(train_reference):
-    from reidtools.generate.posegen.model import build_net
+    from reidtools.generate.posegen.net import build_net
 
     ref = tiny_unet(1)
     ref.requires_grad_(train_reference)
@@ -309,7 +309,7 @@ def test_sd15_sized_guiders_fit_the_unet_conv_in():
     from accelerate import init_empty_weights
     from diffusers import UNet2DConditionModel
 
-    from reidtools.generate.posegen.model import build_net
+    from reidtools.generate.posegen.net import build_net
     from reidtools.testing.models import SD15_UNET
 
     with init_empty_weights():
@@ -324,7 +324,8 @@ def test_sd15_sized_guiders_fit_the_unet_conv_in():
 
 
 def test_pairs_keep_equal_pids_of_two_datasets_apart(synth_dir, tmp_path):
-    from reidtools.generate.posegen.model import FitOptions, pick_reference, read_pairs
+    from reidtools.generate.posegen.pairs import pick_reference, read_pairs
+    from reidtools.generate.posegen.training import FitOptions
     from reidtools.shards import ShardWriter, iter_samples, meta
 
     with ShardWriter(str(tmp_path), prefix="mix") as w:

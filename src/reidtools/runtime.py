@@ -8,7 +8,11 @@ DTYPES = ("fp32", "fp16", "bf16")
 
 
 def best_device(requested: str | None = None):
-    """`requested` if given (e.g. 'cpu', 'cuda:1'), else CUDA, then MPS, then CPU."""
+    """`requested` if given (e.g. 'cpu', 'cuda:1'); else, under accelerate/torchrun, this process's own
+    GPU (cuda:LOCAL_RANK), so N processes use N GPUs instead of all landing on cuda:0; else CUDA, then
+    MPS, then CPU. Every model-bearing command picks its device here."""
+    import os
+
     import torch
 
     if requested:
@@ -16,6 +20,11 @@ def best_device(requested: str | None = None):
             raise ReidError(f"--device {requested}: CUDA is not available on this machine")
         return torch.device(requested)
     if torch.cuda.is_available():
+        local = os.environ.get("LOCAL_RANK", "")
+        if local:
+            if not local.isdigit():
+                raise ReidError(f"LOCAL_RANK={local!r} is not a process index (set by accelerate/torchrun)")
+            return torch.device(f"cuda:{int(local) % torch.cuda.device_count()}")
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")

@@ -18,20 +18,11 @@ import numpy as np
 from PIL import Image
 
 from reidtools.errors import ReidError
+from reidtools.generate.schedulers import set_scheduler
 
 log = logging.getLogger("reidtools")
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-inpainting"
-SCHEDULERS = {
-    "default": None,            # the one saved with the model (PNDM for SD 1.5 inpainting)
-    "pndm": "PNDMScheduler",
-    "ddim": "DDIMScheduler",
-    "ddpm": "DDPMScheduler",
-    "euler": "EulerDiscreteScheduler",
-    "euler-a": "EulerAncestralDiscreteScheduler",
-    "dpm++": "DPMSolverMultistepScheduler",
-    "unipc": "UniPCMultistepScheduler",
-}
 
 
 @dataclass
@@ -53,21 +44,6 @@ class InpaintSettings:
     extra: dict = field(default_factory=dict)
 
 
-def task_device(requested: str | None = None):
-    """`requested`, else this process's own GPU under accelerate/torchrun (cuda:LOCAL_RANK), else the
-    best device: one process per GPU, each on its share of the shards."""
-    import os
-
-    import torch
-
-    from reidtools.runtime import best_device
-
-    local = os.environ.get("LOCAL_RANK")
-    if requested is None and local not in (None, "") and torch.cuda.is_available():
-        return torch.device(f"cuda:{int(local) % torch.cuda.device_count()}")
-    return best_device(requested)
-
-
 def load_pipeline(model: str, *, device, dtype, scheduler: str = "default", channels_last: bool = True,
                   compile: bool = False):
     """StableDiffusionInpaintPipeline from a hub id (local cache) or folder, on `device` in `dtype`."""
@@ -84,10 +60,7 @@ def load_pipeline(model: str, *, device, dtype, scheduler: str = "default", chan
         raise ReidError(f"--model {model!r}: not a Stable Diffusion inpainting pipeline ({exc})") from None
     if pipe.unet.config.in_channels not in (4, 9):
         raise ReidError(f"--model {model!r}: U-Net has {pipe.unet.config.in_channels} input channels, expected 9 (inpainting) or 4")
-    if SCHEDULERS.get(scheduler) is not None:
-        import diffusers
-
-        pipe.scheduler = getattr(diffusers, SCHEDULERS[scheduler]).from_config(pipe.scheduler.config)
+    set_scheduler(pipe, scheduler)
     return optimize_pipeline(pipe, device, channels_last=channels_last, compile=compile)
 
 

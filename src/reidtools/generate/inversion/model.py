@@ -24,6 +24,7 @@ import numpy as np
 
 from reidtools.errors import ReidError, SampleError
 from reidtools.fileio import atomic_write, write_json_atomic
+from reidtools.generate.training import batch_indices, mixed_precision, optimizer_state_from, optimizer_state_tensors
 from reidtools.seeding import derive_seed, rng
 
 log = logging.getLogger("reidtools")
@@ -265,51 +266,6 @@ def _pixels(data: bytes, size, flip: bool):
     return x / 127.5 - 1.0
 
 
-def batch_indices(n: int, step: int, batch: int, seed: int) -> list[int]:
-    """Image indices of global batch `step`: consecutive slices of per-epoch permutations, so the
-    data order depends only on (seed, step) and a resumed run sees exactly the same batches."""
-    out = []
-    pos = step * batch
-    while len(out) < batch:
-        epoch, off = divmod(pos, n)
-        perm = rng(seed, "epoch", epoch).permutation(n)
-        take = min(batch - len(out), n - off)
-        out.extend(int(i) for i in perm[off:off + take])
-        pos += take
-    return out
-
-
-def _mixed_precision(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "fp16" if torch.cuda.is_available() else "no"
-    if name not in ("no", "fp16", "bf16"):
-        raise ReidError(f"--mixed-precision {name!r} is not auto, no, fp16 or bf16")
-    return name
-
-
-def _optimizer_state_tensors(optimizer) -> tuple[dict, dict]:
-    """AdamW state as flat tensors (safetensors) plus its param_groups (JSON): no pickle."""
-    sd = optimizer.state_dict()
-    import torch
-
-    tensors = {}
-    for idx, st in sd["state"].items():
-        for name, val in st.items():
-            tensors[f"optim.{idx}.{name}"] = val if torch.is_tensor(val) else torch.tensor(val)
-    return tensors, {"param_groups": sd["param_groups"]}
-
-
-def _optimizer_state_from(tensors: dict, meta: dict) -> dict:
-    state: dict = defaultdict(dict)
-    for key, val in tensors.items():
-        if key.startswith("optim."):
-            _, idx, name = key.split(".", 2)
-            state[int(idx)][name] = val
-    return {"state": dict(state), "param_groups": meta["param_groups"]}
-
-
 def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = False,
         progress: bool = True, device: str | None = None) -> dict:
     """Train identity tokens and the LoRA; write the checkpoint every `save_every` steps and at the
@@ -339,7 +295,7 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
         _check_resume(old, opts, tokens, codes)
 
     cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
-    acc = Accelerator(mixed_precision=_mixed_precision(opts.mixed_precision), cpu=cpu)
+    acc = Accelerator(mixed_precision=mixed_precision(opts.mixed_precision), cpu=cpu)
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(acc.mixed_precision, torch.float32)
     tokenizer, text_encoder, vae, unet, noise_sched = load_base(opts.base)
     token_list = [tokens[k] for k in id_keys]
@@ -371,7 +327,7 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
         if getattr(res, "unexpected_keys", None):
             raise ReidError(f"{state_path}: LoRA keys do not match the model ({res.unexpected_keys[0]}, ...)")
         rows.weight.data.copy_(st["rows"].to(rows.weight.device))
-        optimizer.load_state_dict(_optimizer_state_from(st, meta))
+        optimizer.load_state_dict(optimizer_state_from(st, meta))
         for group in optimizer.param_groups:      # the saved groups carry the old --lr
             group["lr"], group["weight_decay"] = opts.lr, opts.weight_decay
         start = int(meta["step"])
@@ -465,7 +421,7 @@ def _save(ckpt_dir, manifest, step, loss, unet, rows, token_list, optimizer) -> 
                                               safe_serialization=True)
     os.replace(os.path.join(tmp_dir, LORA), os.path.join(ckpt_dir, LORA))
     os.rmdir(tmp_dir)
-    opt_t, opt_meta = _optimizer_state_tensors(optimizer)
+    opt_t, opt_meta = optimizer_state_tensors(optimizer)
     state = {**{f"lora.{k}": v for k, v in lora.items()}, "rows": w.contiguous(),
              **{k: v.detach().cpu().contiguous() for k, v in opt_t.items()}}
     atomic_write(os.path.join(ckpt_dir, STATE), lambda p: save_file(state, p))
@@ -474,9 +430,6 @@ def _save(ckpt_dir, manifest, step, loss, unet, rows, token_list, optimizer) -> 
 
 
 # ----------------------------------------------------------------------------- loading and sampling
-SCHEDULERS = ("dpm++", "ddim", "pndm", "euler")
-
-
 def load_into_pipeline(pipe, ckpt_dir: str, manifest: dict | None = None) -> None:
     """Add the identity tokens and the LoRA of a checkpoint to a diffusers SD pipeline, through
     diffusers' own loaders."""
@@ -495,8 +448,9 @@ def load_into_pipeline(pipe, ckpt_dir: str, manifest: dict | None = None) -> Non
 def load_pipeline(ckpt_dir: str, *, base: str | None = None, scheduler: str = "dpm++", device=None,
                   dtype: str = "fp16"):
     """The base StableDiffusionPipeline with the checkpoint loaded and the chosen scheduler."""
-    from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
-                           PNDMScheduler, StableDiffusionPipeline)
+    from diffusers import StableDiffusionPipeline
+
+    from reidtools.generate.schedulers import set_scheduler
 
     from reidtools.hub import resolve_model
     from reidtools.runtime import best_device, torch_dtype
@@ -512,16 +466,9 @@ def load_pipeline(ckpt_dir: str, *, base: str | None = None, scheduler: str = "d
                                                        requires_safety_checker=False)
     except (OSError, ValueError) as exc:
         raise ReidError(f"base model {base}: cannot load a StableDiffusionPipeline ({str(exc).splitlines()[0]})") from None
-    if scheduler == "dpm++":
-        pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, algorithm_type="dpmsolver++")
-    elif scheduler == "ddim":
-        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-    elif scheduler == "pndm":
-        pipe.scheduler = PNDMScheduler.from_config(pipe.scheduler.config)
-    elif scheduler == "euler":
-        pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
-    else:
-        raise ReidError(f"--scheduler {scheduler!r} is not one of {', '.join(SCHEDULERS)}")
+    if scheduler == "default":   # DiVE samples with DPM-Solver++ (§4.1), not the base's own
+        scheduler = "dpm++"
+    set_scheduler(pipe, scheduler)
     load_into_pipeline(pipe, ckpt_dir, manifest)
     pipe.to(dev)
     pipe.set_progress_bar_config(disable=True)

@@ -22,13 +22,16 @@ import os
 from dataclasses import dataclass, field
 
 from reidtools.errors import ReidError, SampleError
-from reidtools.generate.posegen.model import (CONTENT_KEYS, DENOISING, REFERENCE, _bytes_of, _condition_fields,
-                                        build_net, condition_tensors, identity, load_base, load_parts,
-                                        load_unet_folder, pixels)
+from reidtools.generate.posegen.checkpoint import DENOISING, REFERENCE, load_parts, load_unet_folder
+from reidtools.generate.posegen.conditions import condition_fields, condition_tensors, image_bytes, pixels
+from reidtools.generate.posegen.net import build_net, load_base
+from reidtools.generate.posegen.pairs import identity
 from reidtools.seeding import derive_seed, rng
 
 log = logging.getLogger("reidtools")
-SCHEDULERS = ("ddim", "dpm++")
+
+# metadata that describes the reference image's content, not the generated one's
+CONTENT_KEYS = ("pose", "view", "quality", "parse_labels", "frontal")
 
 
 @dataclass
@@ -62,7 +65,7 @@ class Job:
 
 
 def _pose_entry(sample: dict, m: dict, conditions) -> PoseEntry:
-    extras = {k: _bytes_of(sample, f) for k, f in _condition_fields(sample, conditions).items()}
+    extras = {k: image_bytes(sample, f) for k, f in condition_fields(sample, conditions).items()}
     missing = [c for c in conditions if c != "skeleton" and c not in extras]
     if missing:
         raise SampleError(sample["__shard__"], sample["__key__"],
@@ -124,7 +127,7 @@ def scan_persons(shards: list[str], mine: set[int], *, conditions, tau_ref: floa
                 if fld is None:
                     raise SampleError(sample["__shard__"], sample["__key__"], "no image field")
                 scan.refs.setdefault(pid, []).append(
-                    Reference(sample["__key__"], sample["__shard__"], _bytes_of(sample, fld), dict(m)))
+                    Reference(sample["__key__"], sample["__shard__"], image_bytes(sample, fld), dict(m)))
     scan.no_ref = {p for p in seen if scan.owner[p] in mine and p not in scan.refs}
     return scan
 
@@ -148,7 +151,7 @@ class PoseGenerator:
 
     def __init__(self, ckpt_dir: str, manifest: dict, *, base: str | None = None, image_encoder: str | None = None,
                  device: str | None = None, dtype: str = "fp16"):
-        from reidtools.generate.posegen.model import ImageEncoder
+        from reidtools.generate.posegen.net import ImageEncoder
         from reidtools.runtime import best_device, torch_dtype
 
         o = manifest["options"]
@@ -179,13 +182,10 @@ class PoseGenerator:
         self.scheduler_config = noise.config
 
     def scheduler(self, name: str):
-        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+        from reidtools.generate.schedulers import make_scheduler
 
-        if name == "ddim":
-            return DDIMScheduler.from_config(self.scheduler_config)
-        if name == "dpm++":
-            return DPMSolverMultistepScheduler.from_config(self.scheduler_config, algorithm_type="dpmsolver++")
-        raise ReidError(f"--scheduler {name!r} is not one of {', '.join(SCHEDULERS)}")
+        # AnimateAnyone (on which Pose-dIVE builds) samples with DDIM; "default" means that here
+        return make_scheduler("ddim" if name == "default" else name, self.scheduler_config)
 
     def __call__(self, jobs: list[Job], *, steps: int, guidance: float, size, scheduler: str):
         """One PIL image per job."""
@@ -257,8 +257,10 @@ def sample_to(ckpt_dir: str, shards: list[str], output: str, manifest: dict, *, 
     from reidtools.shards import STDIN, STDOUT, split_shards
     from reidtools.shards.mapping import write_plans
 
-    if scheduler not in SCHEDULERS:
-        raise ReidError(f"--scheduler {scheduler!r} is not one of {', '.join(SCHEDULERS)}")
+    from reidtools.generate.schedulers import NAMES
+
+    if scheduler not in NAMES:
+        raise ReidError(f"--scheduler {scheduler!r} is not one of {', '.join(NAMES)}")
     conditions = list(manifest["options"]["conditions"])
     index, count = task
     mine_paths = split_shards(shards, index, count)
