@@ -180,14 +180,24 @@ def resolve_task(shard_index: int | None, num_shards: int | None) -> tuple[int, 
     return index, count
 
 
+# Bounds for every HxW option. The papers' largest size is IDM-VTON's 1024x768 (0.8 Mpx); 2048x2048
+# leaves 5x headroom, while 100000x100000 would ask for tens of GB before the first step and die in
+# the OOM killer with a 0-byte temp shard instead of this one line.
+MAX_SIDE = 4096
+MAX_AREA = 2048 * 2048
+
+
 def parse_size(value: str, option: str = "--size", multiple: int = 1) -> tuple[int, int]:
-    """'HxW' -> (H, W), with a clear usage error (and a multiple-of check for latent models)."""
+    """'HxW' -> (H, W), with a clear usage error (bounds, and a multiple-of check for latent models)."""
     try:
         h, w = (int(v) for v in value.lower().split("x"))
     except ValueError:
         raise click.BadParameter(f"{value!r} is not HxW (e.g. 256x128)", param_hint=option) from None
     if h <= 0 or w <= 0:
         raise click.BadParameter(f"{value!r}: sizes must be positive", param_hint=option)
+    if max(h, w) > MAX_SIDE or h * w > MAX_AREA:
+        raise click.BadParameter(f"{value!r} is too large: at most {MAX_SIDE} per side and {MAX_AREA} pixels "
+                                 f"(2048x2048) in all", param_hint=option)
     if multiple > 1 and (h % multiple or w % multiple):
         raise click.BadParameter(f"{value!r}: height and width must be multiples of {multiple}", param_hint=option)
     return h, w
