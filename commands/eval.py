@@ -40,12 +40,15 @@ PROTOCOL_NAMES = ("market", "cc", "sc", "general", "prcc", "sysu-all", "sysu-ind
               help="Overlay the CMC curves of the JSON files given as arguments (with --plot); reads no shards.")
 @click.option("--save-features", metavar="DIR", default=None,
               help="Also write query-*.tar and gallery-*.tar feature shards (metadata + feat.npy) into DIR.")
+@click.option("--ranks", "ranks_out", metavar="FILE.json", default=None,
+              help="Write each query's top-k gallery keys, distances and good/junk/wrong marks (draw with `reid show --ranks`).")
+@click.option("--ranks-k", type=click.IntRange(min=1), default=10, help="Gallery items per query in --ranks.")
 @click.option("--rerank", is_flag=True, help="Apply k-reciprocal re-ranking (Zhong et al. 2017).")
 @rerank_options
 @protocol_options
 @seed_option
 def cli(inputs, gallery, protocol, distance, model, model_format, batch_size, device, generated, real, extractor, json_out, plot, compare, save_features,
-        rerank, k1, k2, lambda_, rerank_max_gb, prcc_query, prcc_gallery, num_trials, seed):
+        ranks_out, ranks_k, rerank, k1, k2, lambda_, rerank_max_gb, prcc_query, prcc_gallery, num_trials, seed):
     """Evaluate a ReID model or saved features under a benchmark protocol.
 
     QUERY_SHARDS are the query samples and --gallery the gallery samples (the `split` field is not
@@ -59,6 +62,7 @@ def cli(inputs, gallery, protocol, distance, model, model_format, batch_size, de
       reid eval q/ --gallery g/ --protocol market --json market.json
       reid eval test/ --gallery test/ --protocol sysu-all --json - | jq .mAP
       reid eval q/ -g g/ --rerank --k1 50 --k2 15 --plot cmc.png
+      reid eval q/ -g g/ -p cc --ranks ranks.json && reid show --ranks ranks.json -o ranks.png --worst
       reid eval --compare base.json expanded.json --plot cmc.png
       reid eval --generated gen/ --real train/ --extractor runs/reid/ --json quality.json
       reid eval q/ -g g/ --model model.onnx --json onnx.json
@@ -138,10 +142,17 @@ def cli(inputs, gallery, protocol, distance, model, model_format, batch_size, de
     try:
         result = evaluate(qf, gf, qmeta, gmeta, protocol, distance=distance, seed=seed, num_trials=num_trials,
                           prcc_query=prcc_query, prcc_gallery=prcc_gallery, rerank=rr, progress=progress_enabled(),
-                          copy=False)
+                          copy=False, topk=ranks_k if ranks_out else 0)
     except ValueError as exc:
         raise ReidError(str(exc)) from None
+    ranked = result.pop("ranked", None)
     click.echo(table(result), err=True)
+    if ranked is not None:
+        from reidtools.metrics import ranklist
+
+        ranklist.write(ranklist.to_json(ranked, qmeta, gmeta, protocol=protocol, distance=distance,
+                                        rerank=rerank), ranks_out)
+        log.info("wrote %s (top %d of %d queries)", ranks_out, ranked.cols.shape[1], len(ranked.query))
     if json_out:
         write_result_json(result, json_out)
     if plot:

@@ -81,7 +81,9 @@ def load_set(shards: list[str], *, role: str, protocol: str, needs: tuple[str, .
         keys=[k for _, k in where],
         pid=np.asarray([m["pid"] for m in metas], dtype=np.int64),
         camid=np.asarray([m["camid"] for m in metas], dtype=np.int64) if "camid" in needs else None,
-        clothes=np.asarray([str(m["clothes"]) for m in metas], dtype=object) if "clothes" in needs else None,
+        # kept whenever every sample has it, for the labels of `--ranks` lists
+        clothes=(np.asarray([str(m["clothes"]) for m in metas], dtype=object)
+                 if "clothes" in needs or all("clothes" in m for m in metas) else None),
         modality=np.asarray([m["modality"] for m in metas], dtype=object) if "modality" in needs else None,
         where=where,
     )

@@ -40,6 +40,7 @@ class Meta:
     clothes: np.ndarray | None = None     # object (str)
     modality: np.ndarray | None = None    # object (str)
     where: list[tuple[str, str]] = field(default_factory=list)  # (shard, key) per row, for messages
+    tracklet: list[str] | None = None     # rows pooled over tracklets: each row's tracklet name
 
     def __len__(self) -> int:
         return len(self.pid)
@@ -47,7 +48,8 @@ class Meta:
     def take(self, idx: np.ndarray) -> "Meta":
         pick = lambda a: None if a is None else a[idx]  # noqa: E731
         return Meta([self.keys[i] for i in idx], self.pid[idx], pick(self.camid), pick(self.clothes),
-                    pick(self.modality), [self.where[i] for i in idx] if self.where else [])
+                    pick(self.modality), [self.where[i] for i in idx] if self.where else [],
+                    None if self.tracklet is None else [self.tracklet[i] for i in idx])
 
 
 # ----------------------------------------------------------------------------- rules
@@ -226,11 +228,12 @@ def _arrays(q: Meta, g: Meta, needs: tuple[str, ...]):
 
 def rank_trial(qf, gf, q: Meta, g: Meta, protocol: Protocol, *, distance: str = "cosine",
                distances=None, max_rank: int = 50, block_rows: int | None = None, progress: bool = False,
-               inplace: tuple[bool, bool] = (False, False)) -> dict:
+               inplace: tuple[bool, bool] = (False, False), topk: int = 0) -> dict:
     """Per-query results and summary for one query/gallery selection.
 
     `distances`, if given, is a callable (start, stop) -> (B, G) float32 tensor that replaces the
     feature distances (used by re-ranking); otherwise distances come from qf/gf (numpy arrays).
+    topk > 0 also returns each query's top-k list under "ranked" (a ranklist.Ranked, local rows).
     """
     import torch
 
@@ -246,6 +249,7 @@ def rank_trial(qf, gf, q: Meta, g: Meta, protocol: Protocol, *, distance: str = 
         g_sq = (gx * gx).sum(1) if distance == "euclidean" else None
         distances = lambda a, b: dist_mod.block_distance(qx[a:b], gx, distance, g_sq)  # noqa: E731
     parts = []
+    tops: list[tuple] = []
     bar = None
     if progress:
         from tqdm import tqdm
@@ -274,6 +278,13 @@ def rank_trial(qf, gf, q: Meta, g: Meta, protocol: Protocol, *, distance: str = 
                     return protocol.rule({k: v[r] for k, v in qb.items()}, {k: v[c] for k, v in gt.items()})[1]
 
                 parts.append(ranking.rank_block(d[a - start:b - start], pr[good], pc[good], removed_of, codes, npid))
+                if topk:
+                    from reidtools.metrics.ranklist import topk_block
+
+                    def rule_of(r, c, qb=qb):
+                        return protocol.rule({k: v[r] for k, v in qb.items()}, {k: v[c] for k, v in gt.items()})
+
+                    tops.append(topk_block(d[a - start:b - start], topk, rule_of))
                 if bar is not None:
                     bar.update(b - a)
             del d
@@ -282,6 +293,12 @@ def rank_trial(qf, gf, q: Meta, g: Meta, protocol: Protocol, *, distance: str = 
     per_query = ranking.concat(parts)
     summary = ranking.summarize(per_query, max_rank=max_rank, dedup=protocol.dedup)
     summary["num_gallery"] = len(g)
+    if topk:
+        from reidtools.metrics.ranklist import Ranked
+
+        cols, dists, marks = (np.concatenate([t[i] for t in tops]) for i in range(3))
+        summary["ranked"] = Ranked(np.arange(len(q)), cols, dists, marks, per_query["ap"],
+                                   per_query["first_rank"], per_query["num_pos"])
     return summary
 
 
@@ -296,8 +313,12 @@ def rank_distmat(dist: np.ndarray, q: Meta, g: Meta, protocol: str, max_rank: in
 def evaluate(qf: np.ndarray | None, gf: np.ndarray | None, q: Meta, g: Meta, protocol: str, *,
              distance: str = "cosine", seed: int = 0, num_trials: int = 10, prcc_query: str = "cc",
              prcc_gallery: str = "multi-shot", rerank: dict | None = None, max_rank: int = 50,
-             progress: bool = False, distmat: np.ndarray | None = None, copy: bool = True) -> dict:
+             progress: bool = False, distmat: np.ndarray | None = None, copy: bool = True,
+             topk: int = 0) -> dict:
     """Metrics of one protocol as the `--json` object (fractions; `trials` for multi-trial protocols).
+
+    topk > 0 adds "ranked": the first trial's top-k lists (a ranklist.Ranked with rows of q and g),
+    which the caller removes before writing the JSON.
 
     Distances come from the features qf/gf, or from `distmat` (Q, G) when given (then qf/gf may be
     None). rerank: None, or {"k1", "k2", "lambda", "max_bytes"} for k-reciprocal re-ranking of each
@@ -334,7 +355,8 @@ def evaluate(qf: np.ndarray | None, gf: np.ndarray | None, q: Meta, g: Meta, pro
             res = rank_trial(qft, gft, qs, gs, proto, distance=distance, distances=dist_fn, max_rank=max_rank,
                              progress=progress,
                              inplace=(qft is not qf or (not copy and len(trials) == 1),
-                                      gft is not gf or (not copy and len(trials) == 1)))
+                                      gft is not gf or (not copy and len(trials) == 1)),
+                             topk=topk if t == 0 else 0)
         except ValueError as exc:
             if "no query has a match" in str(exc):
                 raise ValueError(f"protocol {protocol}: no query has a match in the gallery "
@@ -343,9 +365,17 @@ def evaluate(qf: np.ndarray | None, gf: np.ndarray | None, q: Meta, g: Meta, pro
             raise
         if len(trials) > 1:
             res["trial"], res["seed"] = t, seed + t
+        if "ranked" in res:
+            ranked = res.pop("ranked")
+            # back to rows of the full query/gallery sets
+            ranked.query, ranked.cols = qi[ranked.query], gi[ranked.cols]
+            ranked.trial = t if len(trials) > 1 else None
         results.append(res)
-    return combine_trials(results, protocol, distance=distance, prcc_query=prcc_query,
-                          prcc_gallery=prcc_gallery, rerank=rerank)
+    out = combine_trials(results, protocol, distance=distance, prcc_query=prcc_query,
+                         prcc_gallery=prcc_gallery, rerank=rerank)
+    if topk:
+        out["ranked"] = ranked
+    return out
 
 
 def combine_trials(results: list[dict], protocol: str, *, distance: str, prcc_query: str,
