@@ -1,7 +1,11 @@
-"""Dataset statistics over shards: counts per split, identity, camera, clothes id and modality."""
+"""Dataset statistics over shards (counts per split, identity, camera, clothes id and modality) and
+summaries of the per-shard run records that map commands write (`NAME.stats.json`)."""
 
 from __future__ import annotations
 
+import glob
+import json
+import os
 from collections import Counter, defaultdict
 from typing import Iterable
 
@@ -88,4 +92,82 @@ def format_table(stats: dict) -> str:
                                                for k, v in t["metadata"].items()))
     lines.append("datasets: " + ", ".join(f"{k} {v}" for k, v in t["datasets"].items()))
     lines.append(f"{stats['shards']} shard(s); images {'decoded and verified' if stats['verified'] else 'not decoded (--no-verify)'}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- run records
+def find_run_records(paths: Iterable[str]) -> tuple[list[str], list[str]]:
+    """(record files, output shards without a record) for run folders or `*.stats.json` paths."""
+    from reidtools.errors import ReidError
+    from reidtools.shards.mapping import RECORD_SUFFIX, record_path
+
+    records: list[str] = []
+    unrecorded: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(glob.glob(os.path.join(glob.escape(path), "*" + RECORD_SUFFIX)))
+            shards = sorted(glob.glob(os.path.join(glob.escape(path), "*.tar")))
+            claimed = set(found)
+            unrecorded += [s for s in shards if record_path(s) not in claimed and not _stdin_shard(s, claimed)]
+            if not found and not shards:
+                raise ReidError(f"{path}: holds no run record (*{RECORD_SUFFIX}) and no shard")
+            records += found
+        elif path.endswith(RECORD_SUFFIX) and os.path.isfile(path):
+            records.append(path)
+        else:
+            raise ReidError(f"{path}: not a run folder or a *{RECORD_SUFFIX} record")
+    return records, unrecorded
+
+
+def _stdin_shard(shard: str, records: set[str]) -> bool:
+    # stdin-NNNNNN.tar shards share one record, stdin.stats.json
+    return os.path.basename(shard).startswith("stdin-") and \
+        os.path.join(os.path.dirname(shard), "stdin.stats.json") in records
+
+
+def run_stats(paths: Iterable[str]) -> dict:
+    """Summary of the per-shard run records that map commands write beside their output shards."""
+    from reidtools.errors import ReidError
+
+    records, unrecorded = find_run_records(paths)
+    shards, reasons = [], Counter()
+    for path in records:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                rec = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise ReidError(f"{path}: not a readable run record ({getattr(exc, 'strerror', None) or exc})") from None
+        if not isinstance(rec, dict) or "status" not in rec:
+            raise ReidError(f"{path}: not a run record (no 'status')")
+        missing = [o for o in rec.get("outputs", []) if rec["status"] == "done" and not os.path.exists(o)]
+        shards.append({"record": path, "input": rec.get("input"), "tool": rec.get("tool"),
+                       "status": "missing" if missing else rec["status"],
+                       "samples_in": rec.get("samples_in", 0), "samples_out": rec.get("samples_out", 0),
+                       "elapsed_s": rec.get("elapsed_s", 0.0), "failures": rec.get("failures", [])})
+        for f in rec.get("failures", []):
+            reasons[f.get("reason", "?")] += 1
+    status = Counter(s["status"] for s in shards)
+    total = {"records": len(shards), "done": status["done"], "failed": status["failed"],
+             "missing": status["missing"], "unrecorded": len(unrecorded),
+             "samples_in": sum(s["samples_in"] for s in shards if s["status"] == "done"),
+             "samples_out": sum(s["samples_out"] for s in shards if s["status"] == "done"),
+             "elapsed_s": round(sum(s["elapsed_s"] for s in shards), 3)}
+    return {"shards": shards, "unrecorded": unrecorded, "failures": dict(reasons.most_common()), "total": total}
+
+
+def format_run_table(stats: dict) -> str:
+    rows = [("record", "status", "in", "out", "elapsed_s")]
+    for s in stats["shards"]:
+        rows.append((os.path.basename(s["record"]), s["status"], s["samples_in"], s["samples_out"], s["elapsed_s"]))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+    t = stats["total"]
+    lines.append("")
+    lines.append(f"{t['records']} record(s): {t['done']} done, {t['failed']} failed, {t['missing']} done but "
+                 f"output missing; {t['unrecorded']} shard(s) without a record")
+    lines.append(f"samples (done shards): {t['samples_in']} in, {t['samples_out']} out; {t['elapsed_s']} s in all")
+    for reason, n in stats["failures"].items():
+        lines.append(f"failed: {reason}" + (f" ({n} shards)" if n > 1 else ""))
+    for shard in stats["unrecorded"]:
+        lines.append(f"no record: {shard}")
     return "\n".join(lines)

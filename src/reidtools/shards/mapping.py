@@ -1,20 +1,27 @@
 """Per-shard maps: the pattern of every generator and annotator.
 
 Output shard names follow input shard names (`in/train-000003.tar` -> `out/train-000003.tar`), so an
-array job's tasks never collide and a re-run skips the shards that are already complete.
+array job's tasks never collide and a re-run skips the shards that are already complete. Beside each
+output shard goes its run record `out/train-000003.stats.json` (counts in and out, the failure that
+stopped the shard, elapsed time; `reid stats --run out/` summarises them), because an array job's
+logs are scattered over as many files as it has tasks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
+import socket
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 from tqdm import tqdm
 
-from reidtools.errors import ReidError
+from reidtools.errors import ReidError, SampleError
+from reidtools.fileio import write_json_atomic
 from reidtools.shards.paths import STDIN, split_shards
 from reidtools.shards.reader import iter_shard
 from reidtools.shards.writer import STDOUT, AtomicShard, ShardWriter, ensure_output_dir
@@ -48,6 +55,47 @@ def output_name(shard: str) -> str:
     return "stdin.tar" if shard == STDIN else os.path.basename(shard)
 
 
+RECORD_SUFFIX = ".stats.json"
+
+
+def record_path(target: str) -> str:
+    """`out/NAME.tar` -> `out/NAME.stats.json`."""
+    base = target[: -len(".tar")] if target.endswith(".tar") else target
+    return base + RECORD_SUFFIX
+
+
+class _ShardRecord:
+    """Writes one shard's run record when the shard is done or has failed (atomically)."""
+
+    def __init__(self, path: str, shard: str, outputs: list[str], desc: str, report: MapReport):
+        self.path, self.report = path, report
+        self.data = {"input": shard, "outputs": outputs, "tool": desc, "host": socket.gethostname(),
+                     "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        self._t0, self._in, self._out = time.monotonic(), report.samples_in, report.samples_out
+
+    def __enter__(self) -> "_ShardRecord":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and not issubclass(exc_type, Exception):
+            return  # interrupted (SIGINT/exit): nothing was decided about this shard
+        failures = []
+        if exc is not None:
+            key = exc.key if isinstance(exc, SampleError) else None
+            reason = str(exc) if isinstance(exc, ReidError) else f"{type(exc).__name__}: {exc}"
+            failures.append({"key": key, "reason": reason})
+        self.data.update(status="failed" if exc is not None else "done",
+                         samples_in=self.report.samples_in - self._in,
+                         samples_out=self.report.samples_out - self._out if exc is None else 0,
+                         failures=failures, elapsed_s=round(time.monotonic() - self._t0, 3))
+        try:
+            write_json_atomic(self.path, self.data)
+        except ReidError as err:
+            if exc is None:
+                raise
+            log.warning("%s", err)  # keep the shard's own error as the one that is reported
+
+
 def map_shards(shards: list[str], output: str, fn: MapFn, *, shard_index: int = 0, num_shards: int = 1,
                desc: str = "samples", progress: bool = True, maxcount: int = 1000,
                overwrite: bool = False) -> MapReport:
@@ -68,7 +116,10 @@ def map_shards(shards: list[str], output: str, fn: MapFn, *, shard_index: int = 
     try:
         if output == STDOUT or mine == [STDIN]:
             prefix = "stdin"
-            with ShardWriter(output, prefix=prefix, maxcount=maxcount, resume=False) as writer:
+            writer = ShardWriter(output, prefix=prefix, maxcount=maxcount, resume=False)
+            record = (_ShardRecord(os.path.join(output, "stdin" + RECORD_SUFFIX), STDIN, writer.shards, desc, report)
+                      if output != STDOUT else contextlib.nullcontext())
+            with record, writer:
                 for shard in mine:
                     for sample in fn(_Counter(iter_shard(shard), report, bar)):
                         writer.write(sample)
@@ -83,7 +134,8 @@ def map_shards(shards: list[str], output: str, fn: MapFn, *, shard_index: int = 
                 log.info("%s exists, skipping %s", target, shard)
                 report.shards_skipped.append(shard)
                 continue
-            with AtomicShard(target, replace=overwrite) as out:
+            with _ShardRecord(record_path(target), shard, [target], desc, report), \
+                    AtomicShard(target, replace=overwrite) as out:
                 for sample in fn(_Counter(iter_shard(shard), report, bar)):
                     out.write(sample)
                     report.samples_out += 1
