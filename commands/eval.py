@@ -40,6 +40,11 @@ PROTOCOL_NAMES = ("market", "cc", "sc", "general", "prcc", "sysu-all", "sysu-ind
               help="Overlay the CMC curves of the JSON files given as arguments (with --plot); reads no shards.")
 @click.option("--save-features", metavar="DIR", default=None,
               help="Also write query-*.tar and gallery-*.tar feature shards (metadata + feat.npy) into DIR.")
+@click.option("--tracklets", type=click.Choice(["mean", "cal"]), default=None,
+              help="Video ReID: pool frame features per json `tracklet` and rank tracklets; mean, or cal = "
+                   "CAL's clip-level test weights (see docs/eval.md).")
+@click.option("--clip-len", type=click.IntRange(min=1), default=8,
+              help="--tracklets cal: frames per test clip (Simple-CCReID's video config: 8).")
 @click.option("--ranks", "ranks_out", metavar="FILE.json", default=None,
               help="Write each query's top-k gallery keys, distances and good/junk/wrong marks (draw with `reid show --ranks`).")
 @click.option("--ranks-k", type=click.IntRange(min=1), default=10, help="Gallery items per query in --ranks.")
@@ -48,7 +53,7 @@ PROTOCOL_NAMES = ("market", "cc", "sc", "general", "prcc", "sysu-all", "sysu-ind
 @protocol_options
 @seed_option
 def cli(inputs, gallery, protocol, distance, model, model_format, batch_size, device, generated, real, extractor, json_out, plot, compare, save_features,
-        ranks_out, ranks_k, rerank, k1, k2, lambda_, rerank_max_gb, prcc_query, prcc_gallery, num_trials, seed):
+        tracklets, clip_len, ranks_out, ranks_k, rerank, k1, k2, lambda_, rerank_max_gb, prcc_query, prcc_gallery, num_trials, seed):
     """Evaluate a ReID model or saved features under a benchmark protocol.
 
     QUERY_SHARDS are the query samples and --gallery the gallery samples (the `split` field is not
@@ -63,6 +68,7 @@ def cli(inputs, gallery, protocol, distance, model, model_format, batch_size, de
       reid eval test/ --gallery test/ --protocol sysu-all --json - | jq .mAP
       reid eval q/ -g g/ --rerank --k1 50 --k2 15 --plot cmc.png
       reid eval q/ -g g/ -p cc --ranks ranks.json && reid show --ranks ranks.json -o ranks.png --worst
+      reid eval ccvid/query-*.tar -g ccvid/gallery-*.tar -p cc --tracklets cal --json ccvid-cc.json
       reid eval --compare base.json expanded.json --plot cmc.png
       reid eval --generated gen/ --real train/ --extractor runs/reid/ --json quality.json
       reid eval q/ -g g/ --model model.onnx --json onnx.json
@@ -133,6 +139,12 @@ def cli(inputs, gallery, protocol, distance, model, model_format, batch_size, de
         written = write_features(save_features, "query", qf, qmeta, qdicts)
         written += write_features(save_features, "gallery", gf, gmeta, gdicts)
         log.info("saved features: %s", ", ".join(written))
+    if tracklets:
+        from reidtools.metrics.tracklets import pool
+
+        qf, qmeta = pool(qf, qmeta, qdicts, tracklets, clip_len)
+        gf, gmeta = pool(gf, gmeta, gdicts, tracklets, clip_len)
+        log.info("pooled (%s) into %d query and %d gallery tracklets", tracklets, len(qmeta), len(gmeta))
     rr = None
     if rerank:
         from reidtools.metrics.rerank import default_max_gb
@@ -146,6 +158,8 @@ def cli(inputs, gallery, protocol, distance, model, model_format, batch_size, de
     except ValueError as exc:
         raise ReidError(str(exc)) from None
     ranked = result.pop("ranked", None)
+    if tracklets:
+        result["tracklets"] = {"pool": tracklets, **({"clip_len": clip_len} if tracklets == "cal" else {})}
     click.echo(table(result), err=True)
     if ranked is not None:
         from reidtools.metrics import ranklist

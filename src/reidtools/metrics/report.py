@@ -10,6 +10,8 @@ def table(result: dict) -> str:
     if "rerank" in result:
         r = result["rerank"]
         head += f"  rerank k1={r['k1']} k2={r['k2']} lambda={r['lambda']}"
+    if "tracklets" in result:
+        head += f"  tracklets ({result['tracklets']['pool']} pooling)"
     counts = (f"queries {result['num_query']} (valid {result['num_query_valid']})  "
               f"gallery {result['num_gallery']}")
     if "trials" in result:
