@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import click
 
-from reidtools.errors import ReidError
+from reidtools.errors import ReidError, UsageError
 
 log = logging.getLogger("reidtools")
 _state = {"command": "", "verbosity": 0}
@@ -34,6 +34,9 @@ def run_cli(group: click.Group, argv: list[str] | None) -> int:
     except click.exceptions.Abort:
         _say("aborted")
         return 1
+    except UsageError as exc:
+        _say(f"usage error: {exc}")
+        return 2
     except ReidError as exc:
         _say(f"error: {exc}")
         if _state["verbosity"] > 0:
@@ -172,7 +175,8 @@ def task_options(fn: Callable) -> Callable:
 def resolve_task(shard_index: int | None, num_shards: int | None) -> tuple[int, int]:
     from reidtools.shards.paths import task_from_env
 
-    env_index, env_count = task_from_env()
+    # flags given in full override the environment, even a malformed one
+    env_index, env_count = task_from_env() if shard_index is None or num_shards is None else (0, 1)
     index = env_index if shard_index is None else shard_index
     count = env_count if num_shards is None else num_shards
     if shard_index is not None and num_shards is None and env_count == 1:

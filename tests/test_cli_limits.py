@@ -35,3 +35,46 @@ def test_inpaint_huge_size_is_a_usage_error_before_any_work(synth_dir, tmp_path,
 def test_synth_huge_size_is_a_usage_error(tmp_path, capsys):
     assert run_cli(cli, ["synth", "-o", str(tmp_path / "s"), "--size", "8192x64"]) == 2
     assert "--size" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- task split: usage errors (exit 2)
+def _mask_args(synth_dir, tmp_path) -> list[str]:
+    return ["mask", "--engine", "labels", str(synth_dir / "train-000000.tar"), str(synth_dir / "query-000000.tar"),
+            "-o", str(tmp_path / "out"), "-q"]
+
+
+@pytest.mark.parametrize("flags", [["--num-shards", "5", "--shard-index", "0"], ["--shard-index", "3", "--num-shards", "2"]])
+def test_impossible_task_split_is_a_usage_error(synth_dir, tmp_path, capsys, flags):
+    rc = run_cli(cli, _mask_args(synth_dir, tmp_path) + flags)
+    err = _err_lines(capsys)
+    assert rc == 2 and len(err) == 1, err
+    assert "--num-shards" in err[0] or "--shard-index" in err[0]
+
+
+@pytest.mark.parametrize("env, named", [
+    ({"SLURM_ARRAY_TASK_ID": "abc", "SLURM_ARRAY_TASK_COUNT": "2"}, "SLURM_ARRAY_TASK_ID='abc'"),
+    ({"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "two"}, "SLURM_ARRAY_TASK_COUNT='two'"),
+    ({"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2", "SLURM_ARRAY_TASK_MIN": "x"}, "SLURM_ARRAY_TASK_MIN='x'"),
+    ({"RANK": "1.5", "WORLD_SIZE": "2"}, "RANK='1.5'"),
+    ({"RANK": "0", "WORLD_SIZE": ""}, None),  # incomplete: ignored, one task
+    ({"RANK": "4", "WORLD_SIZE": "2"}, "RANK=4 is not a task index in 0..1"),
+    ({"RANK": "0", "WORLD_SIZE": "-3"}, "RANK=0 is not a task index"),
+])
+def test_malformed_task_variables_name_the_variable(synth_dir, tmp_path, capsys, monkeypatch, env, named):
+    for var in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_MIN", "RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    rc = run_cli(cli, _mask_args(synth_dir, tmp_path))
+    err = _err_lines(capsys)
+    if named is None:
+        assert rc == 0, err
+        return
+    assert rc == 2 and len(err) == 1, err
+    assert named in err[0]
+
+
+def test_flags_override_malformed_task_variables(synth_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "abc")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
+    assert run_cli(cli, _mask_args(synth_dir, tmp_path) + ["--shard-index", "1", "--num-shards", "2"]) == 0

@@ -5,6 +5,10 @@ class ReidError(Exception):
     """A runtime error the user can act on: bad input, a missing model, a failed rule."""
 
 
+class UsageError(ReidError):
+    """A usage error found below the CLI (task split, environment variables): exit code 2."""
+
+
 class SampleError(ReidError):
     """A sample that breaks the contract; the message names its shard and key."""
 

@@ -8,7 +8,7 @@ import re
 
 from braceexpand import braceexpand
 
-from reidtools.errors import ReidError
+from reidtools.errors import ReidError, UsageError
 
 STDIN = "-"
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -59,11 +59,24 @@ def task_from_env(environ: dict[str, str] | None = None) -> tuple[int, int]:
     env = os.environ if environ is None else environ
     for idx_var, cnt_var in (("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT"), ("RANK", "WORLD_SIZE")):
         if env.get(idx_var) not in (None, "") and env.get(cnt_var) not in (None, ""):
-            index, count = int(env[idx_var]), int(env[cnt_var])
+            index, count = _env_int(env, idx_var), _env_int(env, cnt_var)
+            what = f"{idx_var}={env[idx_var]}"
             if idx_var == "SLURM_ARRAY_TASK_ID" and env.get("SLURM_ARRAY_TASK_MIN"):
-                index -= int(env["SLURM_ARRAY_TASK_MIN"])  # arrays may start at 1 (--array=1-8)
+                index -= _env_int(env, "SLURM_ARRAY_TASK_MIN")  # arrays may start at 1 (--array=1-8)
+                what += f" minus SLURM_ARRAY_TASK_MIN={env['SLURM_ARRAY_TASK_MIN']}"
+            if count < 1 or not 0 <= index < count:
+                raise UsageError(f"{what} is not a task index in 0..{count - 1} ({cnt_var}={env[cnt_var]}); "
+                                 "pass --shard-index/--num-shards to override")
             return index, count
     return 0, 1
+
+
+def _env_int(env, name: str) -> int:
+    value = env[name].strip()
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"environment variable {name}={env[name]!r} is not an integer") from None
 
 
 def split_shards(shards: list[str], index: int, count: int) -> list[str]:
@@ -72,12 +85,12 @@ def split_shards(shards: list[str], index: int, count: int) -> list[str]:
     Fewer shards than tasks is an error, never an idle task that looks like success.
     """
     if count < 1 or not 0 <= index < count:
-        raise ReidError(f"--shard-index {index} is not in 0..{count - 1} (--num-shards {count})")
+        raise UsageError(f"--shard-index {index} is not in 0..{count - 1} (--num-shards {count})")
     if count > 1 and STDIN in shards:
         raise ReidError("stdin ('-') cannot be split across tasks; pass shard files")
     if len(shards) < count:
-        raise ReidError(
-            f"{len(shards)} input shard(s) for {count} tasks: every task needs at least one shard "
+        raise UsageError(
+            f"{len(shards)} input shard(s) for {count} tasks (--num-shards {count}): every task needs at least one shard "
             "(re-shard the input with more, smaller shards, or run fewer tasks)"
         )
     return shards[index::count]
