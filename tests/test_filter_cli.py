@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import subprocess
@@ -30,7 +31,7 @@ def test_acceptance_pipeline(tmp_path):
                            "--report", tmp_path / "r.json"], stdin=mask.stdout, capture_output=True, text=True)
     mask.stdout.close()
     assert synth.wait() == 0 and mask.wait() == 0 and filt.returncode == 0, filt.stderr
-    out = [s for f in sorted(os.listdir(tmp_path / "out")) for s in iter_shard(str(tmp_path / "out" / f))]
+    out = [s for f in sorted(glob.glob(str(tmp_path / "out" / "*.tar"))) for s in iter_shard(f)]
     assert len(out) == 16
     for s in out:
         q = meta(s)["quality"]
@@ -44,7 +45,7 @@ def test_top_n_per_id_and_report(synth_dir, tmp_path):
     r = reid("filter", "--rule", "quality", "--top-n-per-id", "3", synth_dir, "-o", tmp_path / "a",
              "--report", tmp_path / "a.json", "-q")
     assert r.returncode == 0, r.stderr
-    kept = [s for f in sorted(os.listdir(tmp_path / "a")) for s in iter_shard(str(tmp_path / "a" / f))]
+    kept = [s for f in sorted(glob.glob(str(tmp_path / "a" / "*.tar"))) for s in iter_shard(f)]
     per_id = {}
     for s in kept:
         per_id.setdefault(meta(s)["pid"], []).append(meta(s)["quality"]["sharpness"])

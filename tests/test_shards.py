@@ -198,7 +198,7 @@ def test_map_shards_follows_names_and_skips_done(tmp_path):
 
     rep = map_shards(shards, str(out), double, shard_index=1, num_shards=2, progress=False)
     assert [os.path.basename(p) for p in rep.shards_done] == ["train1-000000.tar"]
-    assert sorted(os.listdir(out)) == ["train1-000000.tar"]
+    assert sorted(os.listdir(out)) == ["train1-000000.stats.json", "train1-000000.tar"]
     assert rep.samples_in == 2 and rep.samples_out == 4
     rep = map_shards(shards, str(out), double, progress=False)
     assert len(rep.shards_skipped) == 1 and len(rep.shards_done) == 2
@@ -218,7 +218,7 @@ def test_map_shards_failure_leaves_no_output(tmp_path):
 
     with pytest.raises(ReidError):
         map_shards(expand_inputs([str(src)]), str(out), fail_late, progress=False)
-    assert os.listdir(out) == []
+    assert os.listdir(out) == ["a-000000.stats.json"]  # the failure's record, no shard
 
 
 def test_stdin_to_stdout_pipe(tmp_path):

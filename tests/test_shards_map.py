@@ -50,7 +50,7 @@ def test_overwrite_removes_a_longer_earlier_stdin_runs_extra_shards(tmp_path, mo
     _write(out, "stdin", range(0, 3))
     b = open(_write(tmp_path / "b", "b", range(7, 9)), "rb").read()
     assert _map_stdin(b, out, "--overwrite").returncode == 0
-    assert sorted(os.listdir(out)) == ["stdin-000000.tar"] and _keys(out) == ["s0007", "s0008"]
+    assert sorted(os.listdir(out)) == ["stdin-000000.tar", "stdin.stats.json"] and _keys(out) == ["s0007", "s0008"]
 
 
 def test_output_equal_to_input_directory_is_refused_unless_overwrite(tmp_path):
@@ -64,7 +64,7 @@ def test_output_equal_to_input_directory_is_refused_unless_overwrite(tmp_path):
     with pytest.raises(ReidError, match="train-000000.tar: -o .* is this shard's own directory.*--overwrite"):
         map_shards(expand_inputs([str(src)]), str(src), tag, progress=False)
     rep = map_shards(expand_inputs([str(src)]), str(src), tag, progress=False, overwrite=True)
-    assert rep.samples_out == 4 and sorted(os.listdir(src)) == ["train-000000.tar"]
+    assert rep.samples_out == 4 and sorted(os.listdir(src)) == ["train-000000.stats.json", "train-000000.tar"]
     assert all(meta(s)["tagged"] for s in iter_samples([str(src / "train-000000.tar")]))
 
 
