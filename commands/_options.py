@@ -20,9 +20,41 @@ log = logging.getLogger("reidtools")
 _state = {"command": "", "verbosity": 0}
 
 
+class ClosedStream:
+    """Stands in for a standard stream that was closed at start (`reid stats d/ >&-`).
+
+    Python sets such a stream to None, and click.echo then drops the output silently (exit 0, report
+    lost) while sys.stdout.buffer is an AttributeError. Writing or reading here is one clear error.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.buffer = self
+
+    def _closed(self, *_: Any, **__: Any) -> Any:
+        hint = "redirect it to a file" if self.name == "stdout" else "give shard paths instead of -"
+        raise ReidError(f"{self.name} is closed, so nothing can be {'written to' if self.name == 'stdout' else 'read from'} "
+                        f"it ({hint})")
+
+    write = writelines = read = readline = readinto = read1 = _closed
+
+    def flush(self) -> None:  # called at interpreter exit too: nothing to flush
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._closed()
+
+
 # ----------------------------------------------------------------------------- running the CLI
 def run_cli(group: click.Group, argv: list[str] | None) -> int:
     """Run the group; map failures to exit codes: 1 runtime (one line), 2 usage, 130 interrupted."""
+    if sys.stdout is None:
+        sys.stdout = ClosedStream("stdout")
+    if sys.stdin is None:
+        sys.stdin = ClosedStream("stdin")
     try:
         rv = group.main(args=argv, prog_name="reid", standalone_mode=False)
         return rv if isinstance(rv, int) else 0

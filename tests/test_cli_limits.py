@@ -78,3 +78,59 @@ def test_flags_override_malformed_task_variables(synth_dir, tmp_path, capsys, mo
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "abc")
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
     assert run_cli(cli, _mask_args(synth_dir, tmp_path) + ["--shard-index", "1", "--num-shards", "2"]) == 0
+
+
+# ----------------------------------------------------------------------------- metadata out of range
+def _shard_with_meta(path, meta: dict) -> str:
+    import io
+    import json
+    import tarfile
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 16)).save(buf, format="JPEG")
+    with tarfile.open(path, "w") as tar:
+        for name, data in (("k1.jpg", buf.getvalue()), ("k1.json", json.dumps(meta).encode())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return str(path)
+
+
+def test_huge_pid_is_one_line_naming_shard_and_key(tmp_path, capsys):
+    from reidtools.errors import SampleError
+    from reidtools.shards.sample import validate
+
+    meta = {"dataset": "x", "split": "train", "pid": 10**30, "camid": 0, "clothes": "a", "modality": "rgb"}
+    with pytest.raises(SampleError, match=r"^s\.tar: k1: metadata 'pid' 1(0){30} does not fit a 64-bit integer"):
+        validate({"__key__": "k1", "__shard__": "s.tar", "json": dict(meta)})
+    shard = _shard_with_meta(tmp_path / "bad.tar", meta)
+    assert run_cli(cli, ["stats", shard]) == 1
+    err = _err_lines(capsys)
+    assert len(err) == 1 and f"{shard}: k1: metadata 'pid'" in err[0], err
+
+
+# ----------------------------------------------------------------------------- closed stdout, SIGINT
+def _reid_shell(cmd: str, tmp_path) -> "subprocess.CompletedProcess":
+    import shlex
+    import subprocess
+    import sys
+
+    reid = f"{shlex.quote(sys.executable)} -m reidtools"
+    return subprocess.run(["bash", "-c", cmd.replace("reid ", reid + " ", 1)], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=120)
+
+
+@pytest.mark.parametrize("cmd", ["reid stats {d} >&-", "reid synth -o - --ids 2 --outfits 1 --cams 2 --images-per 2 -q >&-"])
+def test_closed_stdout_is_one_line_exit_1(synth_dir, tmp_path, cmd):
+    res = _reid_shell(cmd.format(d=synth_dir), tmp_path)
+    err = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 1 and len(err) == 1, res.stderr
+    assert "stdout is closed" in err[0] and "internal error" not in err[0]
+
+
+def test_closed_stdout_is_fine_for_a_command_that_writes_files(synth_dir, tmp_path):
+    res = _reid_shell(f"reid mask --engine labels {synth_dir}/query-000000.tar -o out -q >&-", tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "out" / "query-000000.tar").exists()

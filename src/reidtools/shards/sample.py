@@ -23,6 +23,7 @@ KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 IMAGE_FIELDS = ("jpg", "png", "jpeg", "webp")
 SPLITS = ("train", "query", "gallery", "val")
 MODALITIES = ("rgb", "ir")
+_INT64 = (-(2**63), 2**63 - 1)
 _META_TYPES = {
     "dataset": str,
     "split": str,
@@ -70,6 +71,9 @@ def validate(sample: dict) -> dict:
             ok = isinstance(m[name], typ) and not (typ is int and isinstance(m[name], bool))
             if not ok:
                 raise SampleError(shard, key, f"metadata '{name}' must be {typ.__name__}, got {m[name]!r}")
+            # JSON integers are unbounded; ids go into int64 arrays and tensors downstream
+            if typ is int and not _INT64[0] <= m[name] <= _INT64[1]:
+                raise SampleError(shard, key, f"metadata '{name}' {m[name]} does not fit a 64-bit integer")
     if m.get("split") is not None and m["split"] not in SPLITS:
         raise SampleError(shard, key, f"metadata 'split' must be one of {', '.join(SPLITS)}, got {m['split']!r}")
     if m.get("modality") is not None and m["modality"] not in MODALITIES:
