@@ -20,6 +20,10 @@ log = logging.getLogger("reidtools")
 _state = {"command": "", "verbosity": 0}
 
 
+class Interrupted(BaseException):
+    """SIGINT inside a command, carried past click (which turns KeyboardInterrupt into Abort, exit 1)."""
+
+
 class ClosedStream:
     """Stands in for a standard stream that was closed at start (`reid stats d/ >&-`).
 
@@ -63,7 +67,13 @@ def run_cli(group: click.Group, argv: list[str] | None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except click.exceptions.Abort:
+    except Interrupted:
+        _say("interrupted")
+        return 130
+    except click.exceptions.Abort as exc:
+        if isinstance(exc.__cause__, KeyboardInterrupt):  # SIGINT while click itself was running
+            _say("interrupted")
+            return 130
         _say("aborted")
         return 1
     except UsageError as exc:
@@ -144,7 +154,10 @@ def command(name: str, **kwargs: Any) -> Callable[[Callable], click.Command]:
                 from reidtools.shards.images import set_max_pixels
 
                 set_max_pixels(max_pixels)
-            return fn(*args, **kw)
+            try:
+                return fn(*args, **kw)
+            except KeyboardInterrupt:
+                raise Interrupted() from None
 
         wrapper = click.option("--max-pixels", type=click.IntRange(min=1), default=None, envvar="REID_MAX_PIXELS",
                                show_envvar=True, metavar="N",

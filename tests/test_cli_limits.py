@@ -134,3 +134,33 @@ def test_closed_stdout_is_fine_for_a_command_that_writes_files(synth_dir, tmp_pa
     res = _reid_shell(f"reid mask --engine labels {synth_dir}/query-000000.tar -o out -q >&-", tmp_path)
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "out" / "query-000000.tar").exists()
+
+
+def test_keyboard_interrupt_in_a_command_exits_130_with_one_line(capsys):
+    from reidtools.commands._options import command
+
+    @command("sleepy")
+    def sleepy():
+        """Raises what SIGINT raises."""
+        raise KeyboardInterrupt
+
+    group = click.Group("reid")
+    group.add_command(sleepy)
+    assert run_cli(group, ["sleepy"]) == 130
+    assert _err_lines(capsys) == ["reid sleepy: interrupted"]
+
+
+def test_sigint_exits_130(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    # `stats -` blocks reading stdin: a real SIGINT arrives while the command runs
+    proc = subprocess.Popen([sys.executable, "-m", "reidtools", "stats", "-"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert proc.returncode == 130 and lines == ["reid stats: interrupted"], err
