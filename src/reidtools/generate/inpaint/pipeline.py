@@ -108,7 +108,10 @@ class Inpainter:
     """Batched inpainting with per-row seeds; optional discriminator guidance."""
 
     def __init__(self, pipe, settings: InpaintSettings, *, guidance_hook=None):
+        from reidtools.generate.prompt_length import PromptBudget
+
         self.pipe, self.settings, self.hook = pipe, settings, guidance_hook
+        self.budget = PromptBudget(pipe.tokenizer)     # > 77 tokens: truncated with a warning, not silently
 
     @property
     def scheduler_name(self) -> str:
@@ -126,6 +129,7 @@ class Inpainter:
         # CPU generators: the same noise whatever the device, one per row (not per batch)
         generators = [torch.Generator("cpu").manual_seed(j.seed) for j in jobs]
         negatives = [j.negative_prompt or "" for j in jobs]
+        self.budget.check([j.prompt for j in jobs] + [n for n in negatives if n])
         handle = None
         if self.hook is not None:
             handle = self.pipe.unet.register_forward_hook(self.hook, with_kwargs=True)
