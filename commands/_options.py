@@ -129,15 +129,52 @@ def _load_config(ctx: click.Context, param: click.Parameter, value: str | None) 
         raise click.BadParameter(f"{value!r} is not valid YAML ({exc})", ctx, param) from None
     if not isinstance(data, dict):
         raise click.BadParameter(f"{value!r} must hold a mapping of option names to values", ctx, param)
-    names = {p.name for p in ctx.command.params if p.name}
+    spellings = config_keys(ctx.command)
     defaults: dict[str, Any] = {}
     for key, val in data.items():
-        name = str(key).lstrip("-").replace("-", "_")
-        if name not in names or name == "config":
-            raise click.BadParameter(f"{value!r}: unknown option {key!r} for `reid {ctx.command.name}`", ctx, param)
+        found = spellings.get(str(key).lstrip("-"))
+        if found is None:
+            raise click.BadParameter(f"{value!r}: {_unknown_key(ctx.command, str(key), spellings)}", ctx, param)
+        name, negate = found
+        if negate:
+            if not isinstance(val, bool):
+                raise click.BadParameter(f"{value!r}: {key!r} takes true or false, got {val!r}", ctx, param)
+            val = not val
         defaults[name] = val
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return value
+
+
+def config_keys(command: click.Command) -> dict[str, tuple[str, bool]]:
+    """--config key -> (parameter name, negate): each flag as users see it (`dilate` for --dilate),
+    with or without dashes, and its underscore form; `no-X` of an on/off flag sets X to false."""
+    keys: dict[str, tuple[str, bool]] = {}
+    for p in command.params:
+        if not p.name or p.name == "config":
+            continue
+        if not isinstance(p, click.Option):
+            keys[p.name] = (p.name, False)  # an argument (INPUTS...) has only its name
+            continue
+        for opts, negate in ((p.opts, False), (p.secondary_opts, True)):
+            for opt in opts:
+                flag = opt.lstrip("-")
+                keys.setdefault(flag, (p.name, negate))
+                keys.setdefault(flag.replace("-", "_"), (p.name, negate))
+    return keys
+
+
+def _unknown_key(command: click.Command, key: str, keys: dict[str, tuple[str, bool]]) -> str:
+    import difflib
+
+    msg = f"unknown option {key!r} for `reid {command.name}`"
+    by_param = {p.name: p for p in command.params if isinstance(p, click.Option)}
+    flags = sorted({k for k in keys if "_" not in k and len(k) > 1})
+    bare = key.lstrip("-")
+    if bare in by_param:  # the Python parameter name, e.g. dilate_px for --dilate
+        flag = max(by_param[bare].opts, key=len)
+        return f"{msg}: keys are the option names, here {flag.lstrip('-')!r} ({flag})"
+    close = difflib.get_close_matches(bare.replace("_", "-"), flags, n=1, cutoff=0.6)
+    return f"{msg}: did you mean {close[0]!r}?" if close else f"{msg} (see `reid {command.name} --help`)"
 
 
 # ----------------------------------------------------------------------------- decorators
