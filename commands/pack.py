@@ -7,9 +7,11 @@ import click
 
 from reidtools.commands._options import command, output_option, progress_enabled
 
-FORMATS = ("market1501", "dukemtmc", "msmt17", "cuhk03np", "prcc", "ltcc", "vcclothes", "ccvid", "sysu",
-           "llcm", "folder")
-VARIANTS = {"cuhk03np": ("detected", "labeled"), "msmt17": ("v1", "v2")}
+FORMATS = ("market1501", "dukemtmc", "msmt17", "cuhk03np", "prcc", "ltcc", "vcclothes", "deepchange", "last",
+           "celebreid", "ccvid", "mars", "sysu", "llcm", "regdb", "folder")
+VARIANTS = {"cuhk03np": ("detected", "labeled"), "msmt17": ("v1", "v2"), "deepchange": ("test", "val"),
+            "last": ("test", "val"), "regdb": tuple(str(t) for t in range(1, 11))}
+DIRECTIONS = ("llcm", "regdb")
 
 
 @command("pack", short_help="Convert a dataset folder in its published layout into shards.")
@@ -18,16 +20,20 @@ VARIANTS = {"cuhk03np": ("detected", "labeled"), "msmt17": ("v1", "v2")}
 @output_option()
 @click.option("--maxcount", type=click.IntRange(min=1), default=1000, help="Samples per output shard.")
 @click.option("--variant", default=None,
-              help="cuhk03np: detected|labeled [default: detected]; msmt17: v1|v2 [default: detected from the folders].")
-@click.option("--direction", type=click.Choice(["i2v", "v2i"]), default="i2v",
-              help="llcm: i2v stores infrared test images as query and visible as gallery; v2i swaps.")
+              help="cuhk03np: detected|labeled [default: detected]; msmt17: v1|v2 [default: detected from the folders]; "
+                   "deepchange, last: test|val, the query/gallery pair written [default: test]; regdb: the trial 1-10 "
+                   "[default: 1].")
+@click.option("--direction", type=click.Choice(["i2v", "v2i"]), default=None,
+              help="llcm, regdb: i2v stores infrared test images as query and visible as gallery; v2i swaps "
+                   "[default: llcm i2v, regdb v2i (AGW's visible-to-thermal test)].")
 @click.option("--frame-step", type=click.IntRange(min=1), default=1,
               help="ccvid: keep every N-th frame of each tracklet.")
 def cli(fmt, root, output, maxcount, variant, direction, frame_step):
     """Convert a dataset folder in its published layout into shards.
 
-    FORMAT is one of market1501, dukemtmc, msmt17, cuhk03np, prcc, ltcc, vcclothes, ccvid, sysu,
-    llcm, folder (a CSV/JSON-lines manifest). Writes DIR/{train,val,query,gallery}-NNNNNN.tar with
+    FORMAT is one of market1501, dukemtmc, msmt17, cuhk03np, prcc, ltcc, vcclothes, deepchange,
+    last, celebreid, ccvid, mars (video: frames with json `tracklet`), sysu, llcm, regdb, folder (a
+    CSV/JSON-lines manifest). Writes DIR/{train,val,query,gallery}-NNNNNN.tar with
     the original image bytes and contract metadata (dataset, split, pid, camid, clothes, modality).
     Junk images (Market/Duke pid -1) and non-image files are skipped and counted; an image whose
     name breaks the dataset's naming rule is an error. A re-run after a kill completes the missing
@@ -39,8 +45,10 @@ def cli(fmt, root, output, maxcount, variant, direction, frame_step):
 
     if variant is not None and variant not in VARIANTS.get(fmt, ()):
         if fmt not in VARIANTS:
-            raise click.BadParameter(f"{fmt} has no variants (only cuhk03np and msmt17 do)", param_hint="--variant")
+            raise click.BadParameter(f"{fmt} has no variants (only {', '.join(VARIANTS)} do)", param_hint="--variant")
         raise click.BadParameter(f"{variant!r}: {fmt} takes {' or '.join(VARIANTS[fmt])}", param_hint="--variant")
+    if direction is not None and fmt not in DIRECTIONS:
+        raise click.BadParameter(f"{fmt} has no direction (only llcm and regdb do)", param_hint="--direction")
     scan = scan_dataset(fmt, root, Options(variant=variant, direction=direction, frame_step=frame_step))
     bar = None
     if progress_enabled():

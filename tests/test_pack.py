@@ -452,3 +452,178 @@ def test_real_kill_leaves_only_whole_shards(tmp_path):
     assert sorted(os.listdir(out)) == names and len(names) == 150
     for n in names:
         assert read_one(out / n) == read_one(tmp_path / "clean" / n)
+
+
+# ----------------------------------------------------------------------------- DeepChange / LaST / Celeb-reID
+def make_deepchange(root):
+    sets = {
+        "train-set": [("P00001_C02_D1_F00012.jpg", 3), ("P00001_C05_D2_F00100.jpg", 4)],
+        "val-set-query": [("P00050_C01_D1_F00001.jpg", 9)],
+        "val-set-gallery": [("P00050_C03_D2_F00002.jpg", 10)],
+        "test-set-query": [("P00200_C07_D3_F00001.jpg", 21)],
+        "test-set-gallery": [("P00200_C07_D3_F00020.jpg", 22), ("P00201_C01_D1_F00003.jpg", 23)],
+    }
+    for folder, rows in sets.items():
+        for name, _ in rows:
+            img(root / folder / name)
+        (root / f"{folder}-bbox.txt").write_text("".join(f"{n},{t}\n" for n, t in rows))
+
+
+def test_deepchange(tmp_path):
+    make_deepchange(tmp_path / "d")
+    assert pack("deepchange", tmp_path / "d", tmp_path / "o") == 0
+    ms = metas(tmp_path / "o")
+    m = ms["train_P00001_C02_D1_F00012"]
+    # Simple-CCReID: pid from P-number, clothes = P-field + third field, camid := the tracklet id
+    assert (m["pid"], m["camid"], m["camera"], m["clothes"]) == (1, 3, 2, "P00001_D1")
+    assert ms["train_P00001_C05_D2_F00100"]["clothes"] == "P00001_D2"
+    assert Counter(m["split"] for m in ms.values()) == {"train": 2, "query": 1, "gallery": 2}
+    g = ms["gallery_P00200_C07_D3_F00020"]
+    # same person, same camera, other tracklet: a valid match under the market rule
+    assert (g["camid"], g["camera"]) == (22, 7) and ms["query_P00200_C07_D3_F00001"]["camid"] == 21
+    assert pack("deepchange", tmp_path / "d", tmp_path / "v", "--variant", "val") == 0
+    assert {m["subset"] for m in metas(tmp_path / "v").values() if m["split"] != "train"} == {"val"}
+
+
+def test_deepchange_bad_lines(tmp_path, capsys):
+    make_deepchange(tmp_path / "d")
+    (tmp_path / "d" / "test-set-query-bbox.txt").write_text("P00200_C07_D3_F00001.jpg\n")
+    assert pack("deepchange", tmp_path / "d", tmp_path / "o") == 1
+    assert "NAME,TRACKLET_ID" in capsys.readouterr().err
+    (tmp_path / "d" / "test-set-query-bbox.txt").write_text("X00200_C07.jpg,4\n")
+    img(tmp_path / "d" / "test-set-query" / "X00200_C07.jpg")
+    assert pack("deepchange", tmp_path / "d", tmp_path / "o") == 1
+    err = capsys.readouterr().err
+    assert "X00200_C07.jpg" in err and "P{pid}_C{cam}" in err and not list(tmp_path.glob("o/*.tar"))
+
+
+def make_last(root):
+    img(root / "train" / "000001" / "000001_0_0001_0.jpg")
+    img(root / "train" / "000001" / "000001_0_0002_1.jpg")
+    img(root / "train" / "000002" / "000002_1_0001_0.jpg")
+    for part in ("val", "test"):
+        img(root / part / "query" / "000100_0_0001_0.jpg")
+        img(root / part / "query" / "000101_0_0001_0.jpg")
+        img(root / part / "gallery" / "000100" / "000100_3_0005_0.jpg")
+        img(root / part / "gallery" / "000101" / "000101_2_0007_1.jpg")
+        img(root / part / "gallery" / "000102" / "000102_2_0009_0.jpg")
+
+
+def test_last(tmp_path):
+    make_last(tmp_path / "l")
+    assert pack("last", tmp_path / "l", tmp_path / "o") == 0
+    ms = metas(tmp_path / "o")
+    assert ms["train_000001_000001_0_0002_1"]["clothes"] == "000001_1"     # pid + last field (train only)
+    assert ms["train_000001_000001_0_0001_0"]["clothes"] == "000001_0"
+    q = {k: m for k, m in ms.items() if m["split"] == "query"}
+    g = {k: m for k, m in ms.items() if m["split"] == "gallery"}
+    # every image its own camera: queries 0, 1 then gallery 2, 3, 4 (the loaders' `recam`)
+    assert sorted(m["camid"] for m in q.values()) == [0, 1]
+    assert sorted(m["camid"] for m in g.values()) == [2, 3, 4]
+    assert {m["clothes"] for m in g.values()} == {"000100", "000101", "000102"}   # no clothes labels
+    assert {m["subset"] for m in q.values()} == {"test"}
+    assert pack("last", tmp_path / "l", tmp_path / "v", "--variant", "val") == 0
+    assert {m["subset"] for m in metas(tmp_path / "v").values() if m["split"] == "gallery"} == {"val"}
+
+
+def test_celebreid(tmp_path, capsys):
+    r = tmp_path / "c"
+    img(r / "train" / "1_1_0.jpg")
+    img(r / "train" / "1_2_0.jpg")
+    img(r / "query" / "633_1_0.jpg")
+    img(r / "gallery" / "633_2_1.jpg")
+    img(r / "gallery" / "634_1_0.jpg")
+    assert pack("celebreid", r, tmp_path / "o") == 0
+    ms = metas(tmp_path / "o")
+    assert (ms["query_633_1_0"]["pid"], ms["query_633_1_0"]["camid"]) == (633, 0)
+    assert [ms[k]["camid"] for k in ("gallery_633_2_1", "gallery_634_1_0")] == [1, 2]   # after the query's
+    assert ms["train_1_2_0"]["image_index"] == 2 and ms["train_1_2_0"]["clothes"] == "1"
+    img(r / "gallery" / "x_1.jpg")
+    assert pack("celebreid", r, tmp_path / "p") == 1
+    assert "{pid}_{n}_{x}" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- RegDB
+def make_regdb(root, trials=(1, 2)):
+    for t in trials:
+        for part, pids in (("train", (0, 1)), ("test", (0, 1))):
+            for mod, letter in (("visible", "v"), ("thermal", "t")):
+                lines = []
+                for label in pids:
+                    person = label + 1 + (0 if part == "train" else 100) + 10 * t
+                    rel = f"{mod.capitalize()}/{person}/male_back_{letter}_{person:05d}_{person}.bmp"
+                    img(root / rel)
+                    lines.append(f"{rel} {label}")
+                (root / "idx").mkdir(parents=True, exist_ok=True)
+                (root / "idx" / f"{part}_{mod}_{t}.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_regdb(tmp_path):
+    make_regdb(tmp_path / "r")
+    assert pack("regdb", tmp_path / "r", tmp_path / "o") == 0
+    samples = read(tmp_path / "o")
+    ms = {k: meta(s) for k, s in samples.items()}
+    assert len(ms) == 8 and all(s.get("png") for s in samples.values())    # bmp -> png
+    q = [m for m in ms.values() if m["split"] == "query"]
+    g = [m for m in ms.values() if m["split"] == "gallery"]
+    # default v2i (AGW's visible-to-thermal test): visible queries, thermal gallery
+    assert {(m["modality"], m["camid"]) for m in q} == {("rgb", 1)}
+    assert {(m["modality"], m["camid"]) for m in g} == {("ir", 2)}
+    assert {m["clothes"] for m in ms.values()} == {"train_0", "train_1", "test_0", "test_1"}
+    assert {m["trial"] for m in ms.values()} == {1}
+    assert pack("regdb", tmp_path / "r", tmp_path / "i", "--direction", "i2v", "--variant", "2") == 0
+    mi = metas(tmp_path / "i")
+    assert {m["modality"] for m in mi.values() if m["split"] == "query"} == {"ir"}
+    assert {m["trial"] for m in mi.values()} == {2}
+
+
+def test_regdb_bad_trial_and_direction_for_others(tmp_path, capsys):
+    make_regdb(tmp_path / "r", trials=(1,))
+    assert pack("regdb", tmp_path / "r", tmp_path / "o", "--variant", "11") == 2
+    assert pack("regdb", tmp_path / "r", tmp_path / "o", "--variant", "2") == 1
+    assert "train_visible_2.txt: missing file" in capsys.readouterr().err
+    make_market(tmp_path / "m")
+    assert pack("market1501", tmp_path / "m", tmp_path / "o", "--direction", "v2i") == 2
+
+
+# ----------------------------------------------------------------------------- MARS
+def make_mars(root):
+    from scipy.io import savemat
+
+    train = ["0001C1T0001F001.jpg", "0001C1T0001F002.jpg", "0002C3T0002F001.jpg"]
+    test = ["0003C1T0001F001.jpg", "0003C1T0001F002.jpg", "0003C2T0003F001.jpg",
+            "00-1C4T0001F001.jpg", "0000C5T0002F001.jpg"]
+    for home, names in (("bbox_train", train), ("bbox_test", test)):
+        for n in names:
+            img(root / home / n[:4] / n)
+    (root / "info").mkdir(parents=True)
+    (root / "info" / "train_name.txt").write_text("\n".join(train) + "\n")
+    (root / "info" / "test_name.txt").write_text("\n".join(test) + "\n")
+    savemat(root / "info" / "tracks_train_info.mat", {"track_train_info": [[1, 2, 1, 1], [3, 3, 2, 3]]})
+    savemat(root / "info" / "tracks_test_info.mat",
+            {"track_test_info": [[1, 2, 3, 1], [3, 3, 3, 2], [4, 4, -1, 4], [5, 5, 0, 5]]})
+    savemat(root / "info" / "query_IDX.mat", {"query_IDX": [[1]]})
+
+
+def test_mars(tmp_path, capsys):
+    make_mars(tmp_path / "m")
+    assert pack("mars", tmp_path / "m", tmp_path / "o") == 0
+    assert "junk skipped: 1" in capsys.readouterr().err           # the pid -1 tracklet's frame
+    ms = metas(tmp_path / "o")
+    assert Counter(m["split"] for m in ms.values()) == {"train": 3, "query": 2, "gallery": 2}
+    q = ms["query_0003C1T0001F002"]
+    assert (q["pid"], q["camid"], q["tracklet"], q["frame"]) == (3, 1, "bbox_test/00001", 2)
+    assert ms["query_0003C1T0001F001"]["tracklet"] == q["tracklet"]
+    assert ms["gallery_0003C2T0003F001"]["tracklet"] == "bbox_test/00002"
+    assert ms["gallery_0000C5T0002F001"]["pid"] == 0                 # distractor kept
+    assert ms["train_0002C3T0002F001"]["tracklet"] == "bbox_train/00002"
+
+
+def test_mars_mixed_tracklet_is_an_error(tmp_path, capsys):
+    from scipy.io import savemat
+
+    make_mars(tmp_path / "m")
+    savemat(tmp_path / "m" / "info" / "tracks_test_info.mat", {"track_test_info": [[1, 3, 3, 1]]})
+    assert pack("mars", tmp_path / "m", tmp_path / "o") == 1
+    err = capsys.readouterr().err
+    assert "row 1" in err and "several people or cameras" in err and not list(tmp_path.glob("o/*.tar"))

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from reidtools.data.pack.base import Item, Options, Scan
 from reidtools.data.pack.clothes import ltcc, prcc, vcclothes
-from reidtools.data.pack.crossmodal import llcm, sysu
+from reidtools.data.pack.crossmodal import llcm, regdb, sysu
+from reidtools.data.pack.longterm import celebreid, deepchange, last
 from reidtools.data.pack.manifest import folder
 from reidtools.data.pack.market import cuhk03np, dukemtmc, market1501
 from reidtools.data.pack.msmt import msmt17
-from reidtools.data.pack.video import ccvid
+from reidtools.data.pack.video import ccvid, mars
 from reidtools.data.pack.write import summarise, write_scan
 
 CONVERTERS = {
@@ -27,6 +28,11 @@ CONVERTERS = {
     "ccvid": ccvid,
     "sysu": sysu,
     "llcm": llcm,
+    "regdb": regdb,
+    "deepchange": deepchange,
+    "last": last,
+    "celebreid": celebreid,
+    "mars": mars,
     "folder": folder,
 }
 

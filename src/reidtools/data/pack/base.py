@@ -26,7 +26,7 @@ class Item:
 @dataclass
 class Options:
     variant: str | None = None
-    direction: str = "i2v"
+    direction: str | None = None     # None: the format's own default (llcm i2v, regdb v2i)
     frame_step: int = 1
 
 

@@ -10,6 +10,13 @@ LLCM: `idx/train_vis.txt`, `idx/train_nir.txt`, `idx/test_vis.txt`, `idx/test_ni
 `REL_PATH LABEL`, paths such as `nir/0351/0351_c06_s200656_f4830_nir.jpg`. vis = rgb, nir = ir; pid
 and camera come from the file name (`{pid}_c{cam}_...`), the list's label is kept as `list_label`.
 Test images: `--direction i2v` (default) stores nir as `query` and vis as `gallery`; `v2i` swaps.
+
+RegDB (AGW `data_manager.process_test_regdb` and `data_loader.RegDBData`): `idx/train_visible_{t}.txt`,
+`idx/train_thermal_{t}.txt`, `idx/test_visible_{t}.txt`, `idx/test_thermal_{t}.txt` for trial t
+(1-10) with lines `REL_PATH LABEL` (paths such as `Visible/...bmp`, `Thermal/...bmp`). pid = the
+list's label, camid 1 = visible, 2 = thermal (one camera each; AGW's `eval_regdb` uses no
+camera). Test: `--direction v2i` (default, AGW's visible-to-thermal test) stores visible as query,
+thermal as gallery; `i2v` swaps (AGW `--tvsearch`).
 """
 
 from __future__ import annotations
@@ -75,9 +82,10 @@ LLCM_RE = re.compile(r"^(\d+)_c(\d+)_")
 
 
 def llcm(root: str, opts: Options) -> Scan:
-    if opts.direction not in ("i2v", "v2i"):
-        raise ReidError(f"llcm: --direction must be i2v or v2i, got {opts.direction!r}")
-    query_mod = "nir" if opts.direction == "i2v" else "vis"
+    direction = opts.direction or "i2v"
+    if direction not in ("i2v", "v2i"):
+        raise ReidError(f"llcm: --direction must be i2v or v2i, got {direction!r}")
+    query_mod = "nir" if direction == "i2v" else "vis"
     scan = Scan()
     for part in ("train", "test"):
         for mod in ("vis", "nir"):
@@ -101,4 +109,37 @@ def llcm(root: str, opts: Options) -> Scan:
                 scan.add(split, make_key(split, rel), path, dataset="llcm", split=split, pid=pid,
                          camid=int(m.group(2)), clothes=str(pid), modality="rgb" if mod == "vis" else "ir",
                          orig_name=rel, list_label=int(label) if label.lstrip("-").isdigit() else label)
+    return scan
+
+
+def regdb(root: str, opts: Options) -> Scan:
+    trial = opts.variant or "1"
+    if trial not in [str(t) for t in range(1, 11)]:
+        raise ReidError(f"regdb: --variant is the trial, 1 to 10, got {trial!r}")
+    direction = opts.direction or "v2i"
+    if direction not in ("i2v", "v2i"):
+        raise ReidError(f"regdb: --direction must be i2v or v2i, got {direction!r}")
+    query_mod = "visible" if direction == "v2i" else "thermal"
+    scan = Scan()
+    for part in ("train", "test"):
+        for mod in ("visible", "thermal"):
+            list_path = os.path.join(root, "idx", f"{part}_{mod}_{trial}.txt")
+            split = "train" if part == "train" else ("query" if mod == query_mod else "gallery")
+            for row in read_list(list_path, f"RegDB trial {trial} {part} {mod} list"):
+                if len(row) != 2:
+                    raise ReidError(f"{list_path}: expected lines 'PATH LABEL', got {' '.join(row)!r}")
+                rel, label = row
+                path = os.path.join(root, rel)
+                if not is_image(rel):
+                    scan.unknown += 1
+                    continue
+                if not label.isdigit():
+                    raise ReidError(f"{list_path}: {rel}: label {label!r} is not a non-negative integer")
+                if not os.path.isfile(path):
+                    raise ReidError(f"{path}: listed in {os.path.basename(list_path)} but missing")
+                pid = int(label)
+                # train and test lists both number their identities from 0: scope clothes by part
+                scan.add(split, make_key(split, rel), path, dataset="regdb", split=split, pid=pid,
+                         camid=1 if mod == "visible" else 2, clothes=f"{part}_{pid}",
+                         modality="rgb" if mod == "visible" else "ir", orig_name=rel, trial=int(trial))
     return scan
