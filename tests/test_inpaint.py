@@ -287,19 +287,56 @@ def test_guidance_enters_the_sampler_and_w0_is_exact(tiny_pipe):
     assert late.applied_steps == 0
 
 
+def test_guidance_applies_at_every_step_by_default_and_released_cutoff_is_an_option(tiny_pipe):
+    """DLCR supplementary §12.1 applies the correction "at each denoising step"; the released code skips
+    t <= 200 (`--dg-min-t 201`)."""
+    from reidtools.generate.inpaint.discriminator import DiscriminatorConfig, GuidanceHook, LatentDiscriminator
+    from reidtools.generate.inpaint.pipeline import InpaintSettings, Inpainter, Job
+
+    pipe = tiny_pipe
+    torch.manual_seed(0)
+    disc = LatentDiscriminator(DiscriminatorConfig(width=8, depth=2, time_dim=16)).eval()
+    m = np.zeros((32, 16), np.uint8)
+    m[4:28] = 255
+    img = Image.fromarray(np.full((32, 16, 3), 90, np.uint8))
+    jobs = [Job(img, Image.fromarray(m, "L"), "red shirt", seed=7)]
+    seen = []
+    counter = pipe.unet.register_forward_pre_hook(lambda mod, args, kw: seen.append(float(args[1] if len(args) > 1
+                                                  else kw["timestep"])), with_kwargs=True)
+    try:
+        paper = GuidanceHook(disc, pipe.scheduler.alphas_cumprod, 1.0)
+        Inpainter(pipe, InpaintSettings(size=(32, 16), steps=5), guidance_hook=paper).run(jobs)
+        assert paper.applied_steps == len(seen) > 0                    # every U-Net call was guided
+        calls = len(seen)
+        released = GuidanceHook(disc, pipe.scheduler.alphas_cumprod, 1.0, 201.0)
+        Inpainter(pipe, InpaintSettings(size=(32, 16), steps=5), guidance_hook=released).run(jobs)
+    finally:
+        counter.remove()
+    assert released.applied_steps == sum(t >= 201 for t in seen[calls:]) < calls
+
+
 def test_train_discriminator_cli_then_guided_inpaint(tmp_path, tiny_sd, shards, bank_run):
     disc = tmp_path / "disc"
-    assert _reid(shards, "--train-discriminator", "--fake", bank_run, "-o", disc, "--model", tiny_sd, "--size", SIZE,
-                 "--disc-steps", 3, "--disc-batch-size", 4, "--disc-width", 8, "--dtype", "fp32") == 0
+    assert run_cli(cli, ["discriminator", "-q", str(shards), "--fake", str(bank_run), "-o", str(disc), "--model",
+                         str(tiny_sd), "--size", SIZE, "--steps", "3", "--batch-size", "4", "--width", "8",
+                         "--dtype", "fp32"]) == 0
     assert {"config.json", "model.safetensors", "train_log.jsonl"} <= set(os.listdir(disc))
     cfg = json.loads((disc / "config.json").read_text())
     assert cfg["size"] == [32, 16] and cfg["num_train_timesteps"] == 1000
+    assert cfg["format"] == "reid-discriminator/1" and len(cfg["files"]["model.safetensors"]) == 64
     out = tmp_path / "guided"
     assert _reid(shards, "-o", out, "--model", tiny_sd, "--prompts", "fixed:a shirt", "-k", 1, "--steps", 2,
                  "--size", SIZE, "--dtype", "fp32", "--discriminator", disc, "--dg-weight", 2) == 0
     entry = next(iter(_load(out).values()))[1]["history"][-1]
-    assert entry["parameters"]["dg_weight"] == 2 and entry["parameters"]["dg_min_t"] == 200
-    assert _reid(shards, "--train-discriminator", "-o", disc, "--model", tiny_sd) == 2   # no --fake
+    assert entry["parameters"]["dg_weight"] == 2 and entry["parameters"]["dg_min_t"] == 0
+    assert run_cli(cli, ["discriminator", str(shards), "-o", str(disc), "--model", str(tiny_sd)]) == 2   # no --fake
+    # a flipped byte in the weights is one clear error, not silently different guidance
+    w = disc / "model.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-1] ^= 0xFF
+    w.write_bytes(bytes(data))
+    assert _reid(shards, "-o", tmp_path / "g3", "--model", tiny_sd, "--prompts", "fixed:a shirt", "-k", 1, "--steps", 1,
+                 "--size", SIZE, "--dtype", "fp32", "--discriminator", disc) == 1
 
 
 def test_synth_mask_caption_inpaint_pipeline(tmp_path, tiny_sd):

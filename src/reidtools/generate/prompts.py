@@ -146,13 +146,19 @@ def _tag(*parts: object) -> str:
     return hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=4).hexdigest()
 
 
+def parse_policy(spec: str) -> tuple[str, str]:
+    """`bank:FILE.json` / `fixed:TEXT` / `field:NAME` -> (kind, argument); ValueError otherwise."""
+    kind, sep, arg = spec.partition(":")
+    if not sep or kind not in ("bank", "fixed", "field") or not arg:
+        raise ValueError(f"{spec!r} is not bank:FILE.json, fixed:TEXT or field:NAME")
+    return kind, arg
+
+
 class PromptPolicy:
     """`bank:FILE.json`, `fixed:TEXT` or `field:NAME` (see docs/inpaint.md)."""
 
     def __init__(self, spec: str, seed: int = 0):
-        kind, sep, arg = spec.partition(":")
-        if not sep or kind not in ("bank", "fixed", "field") or not arg:
-            raise ValueError(f"{spec!r} is not bank:FILE.json, fixed:TEXT or field:NAME")
+        kind, arg = parse_policy(spec)
         self.kind, self.arg, self.seed, self.spec = kind, arg, seed, spec
         self.bank: dict[str, str] = {}
         if kind == "bank":

@@ -85,33 +85,28 @@ class LatentDiscriminator(nn.Module):
             h = block(h, temb)
         return self.head(h.mean(dim=(2, 3))).squeeze(1)
 
-    # -- persistence: safetensors + a JSON config, nothing pickled
-    def save(self, folder: str) -> None:
-        from safetensors.torch import save_file
+    # -- the toolkit's save/load convention (reidtools.pretrained): config.json + safetensors + SHA-256
+    FORMAT = "reid-discriminator/1"
 
-        os.makedirs(folder, exist_ok=True)
-        with open(os.path.join(folder, CONFIG_NAME), "w", encoding="utf-8") as fh:
-            json.dump(asdict(self.config), fh, indent=1)
-        save_file({k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()},
-                  os.path.join(folder, WEIGHTS_NAME))
+    def save_pretrained(self, folder: str) -> dict:
+        from reidtools.pretrained import write_artifact
+
+        return write_artifact(folder, {"format": self.FORMAT, **asdict(self.config)}, {WEIGHTS_NAME: self.state_dict()},
+                              name=CONFIG_NAME)
 
     @classmethod
-    def load(cls, folder: str) -> "LatentDiscriminator":
-        from safetensors.torch import load_file
+    def from_pretrained(cls, folder: str) -> "LatentDiscriminator":
+        from reidtools.pretrained import load_tensors, read_config
 
-        cfg_path, w_path = os.path.join(folder, CONFIG_NAME), os.path.join(folder, WEIGHTS_NAME)
-        if not (os.path.isfile(cfg_path) and os.path.isfile(w_path)):
-            raise ReidError(f"--discriminator {folder!r}: expected {CONFIG_NAME} and {WEIGHTS_NAME} "
-                            "(made by `reid inpaint --train-discriminator`)")
-        with open(cfg_path, encoding="utf-8") as fh:
-            raw = json.load(fh)
+        raw = read_config(folder, name=CONFIG_NAME, what="a discriminator folder (made by `reid discriminator`)")
+        if raw.get("format", cls.FORMAT) != cls.FORMAT:
+            raise ReidError(f"{folder}: format {raw.get('format')!r} is not {cls.FORMAT}")
         known = DiscriminatorConfig.__dataclass_fields__
-        cfg = DiscriminatorConfig(**{k: v for k, v in raw.items() if k in known})
-        model = cls(cfg)
+        model = cls(DiscriminatorConfig(**{k: v for k, v in raw.items() if k in known}))
         try:
-            model.load_state_dict(load_file(w_path))
+            model.load_state_dict(load_tensors(folder, WEIGHTS_NAME, raw))
         except RuntimeError as exc:
-            raise ReidError(f"--discriminator {folder!r}: weights do not match its config ({exc})") from None
+            raise ReidError(f"{folder}: weights do not match its config ({str(exc).splitlines()[0]})") from None
         return model.eval()
 
 
@@ -132,7 +127,8 @@ def guidance_eps(disc: nn.Module, x_t: torch.Tensor, t: torch.Tensor | float, al
 
 
 class GuidanceHook:
-    """Adds w * eps_phi to the U-Net's noise prediction at steps with t > t_min.
+    """Adds w * eps_phi to the U-Net's noise prediction at steps with t >= t_min (DLCR §12.1: every step,
+    t_min = 0; the released code skips t <= 200, i.e. t_min = 201).
 
     Registered as a forward hook on the U-Net, so it enters any diffusers sampler: the scheduler
     step sees eps_theta + w * eps_phi (eq. 8). With classifier-free guidance the U-Net sees [uncond;
@@ -141,7 +137,7 @@ class GuidanceHook:
     (scheduler-scaled) noisy latents x_t; inpainting U-Nets append mask and masked-image channels.
     """
 
-    def __init__(self, disc: nn.Module, alphas_cumprod: torch.Tensor, weight: float, t_min: float = 200.0,
+    def __init__(self, disc: nn.Module, alphas_cumprod: torch.Tensor, weight: float, t_min: float = 0.0,
                  clip: float = 1e-5):
         self.disc, self.weight, self.t_min, self.clip = disc, float(weight), float(t_min), clip
         self.alphas_cumprod = alphas_cumprod.detach().float().cpu()
@@ -156,7 +152,7 @@ class GuidanceHook:
         sample = args[0] if args else kwargs["sample"]
         t = args[1] if len(args) > 1 else kwargs["timestep"]
         t_val = float(torch.as_tensor(t).reshape(-1)[0])
-        if t_val <= self.t_min:
+        if t_val < self.t_min:
             return output
         x_t = sample[:, : self.in_channels]
         eps = guidance_eps(self.disc, x_t, t_val, self.alphabar(t_val), self.weight, self.clip)
@@ -225,3 +221,73 @@ def encode_images(vae, images, size: tuple[int, int], *, batch_size: int = 16, d
             x = torch.from_numpy(arr).permute(0, 3, 1, 2).div(127.5).sub(1.0).to(device=device, dtype=dtype)
             out.append((vae.encode(x).latent_dist.mean * scale).float().cpu())
     return torch.cat(out) if out else torch.empty(0)
+
+
+# ----------------------------------------------------------------------------- `reid discriminator`
+@dataclass
+class DiscriminatorRun:
+    real: tuple                          # shards of real training images (label 1)
+    fake: tuple                          # shards of generated images (label 0)
+    output: str                          # the discriminator folder
+    model: str = "stable-diffusion-v1-5/stable-diffusion-inpainting"   # whose VAE makes the latents
+    size: tuple[int, int] = (768, 256)
+    dtype: str = "fp16"
+    device: str | None = None
+    steps: int = 2000
+    batch_size: int = 64
+    lr: float = 1e-4
+    width: int = 64
+    max_images: int | None = None
+    encode_batch: int = 8
+    seed: int = 0
+
+
+def run_discriminator(run: DiscriminatorRun, *, progress: bool = True) -> LatentDiscriminator:
+    """Encode both sides with the model's VAE, train d_phi (eq. 5), save it with its training log."""
+    from diffusers import AutoencoderKL, DDPMScheduler
+
+    from reidtools.fileio import atomic_write
+    from reidtools.generate.inpaint.pipeline import quiet_loading
+    from reidtools.hub import resolve_model
+    from reidtools.runtime import best_device, torch_dtype
+    from reidtools.shards import expand_inputs, image, iter_samples
+
+    if not run.fake:
+        raise ReidError("--fake: give the generated shards (INPUTS are the real ones)")
+    quiet_loading()
+    path = resolve_model(run.model)
+    dev = best_device(run.device)
+    tdtype = torch_dtype(run.dtype, dev)
+    try:
+        vae = AutoencoderKL.from_pretrained(path, subfolder="vae", dtype=tdtype).to(dev).eval()
+        sched = DDPMScheduler.from_pretrained(path, subfolder="scheduler")
+    except (OSError, ValueError) as exc:
+        raise ReidError(f"--model {run.model!r}: cannot load its vae/scheduler ({exc})") from None
+
+    def pictures(inputs):
+        out = []
+        for sample in iter_samples(expand_inputs(list(inputs))):
+            out.append(image(sample))
+            if run.max_images and len(out) >= run.max_images:
+                break
+        return out
+
+    real_imgs, fake_imgs = pictures(run.real), pictures(run.fake)
+    log.info("encoding %d real and %d generated images", len(real_imgs), len(fake_imgs))
+    real = encode_images(vae, real_imgs, run.size, batch_size=run.encode_batch, device=dev, dtype=tdtype)
+    fake = encode_images(vae, fake_imgs, run.size, batch_size=run.encode_batch, device=dev, dtype=tdtype)
+    cfg = DiscriminatorConfig(in_channels=real.shape[1] if len(real) else 4, width=run.width,
+                              num_train_timesteps=sched.config.num_train_timesteps, vae=run.model, size=list(run.size))
+    disc, rows = train_discriminator(real, fake, sched.alphas_cumprod, config=cfg, steps=run.steps,
+                                     batch_size=run.batch_size, lr=run.lr, seed=run.seed, device=dev, progress=progress)
+    disc.save_pretrained(run.output)
+
+    def write_log(tmp):
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(row) + "\n" for row in rows)
+
+    atomic_write(os.path.join(run.output, "train_log.jsonl"), write_log)
+    log.info("discriminator saved to %s (final loss %.4f, accuracy %.3f)", run.output, rows[-1]["loss"],
+             rows[-1]["accuracy"])
+    return disc
+
