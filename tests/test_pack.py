@@ -627,3 +627,28 @@ def test_mars_mixed_tracklet_is_an_error(tmp_path, capsys):
     assert pack("mars", tmp_path / "m", tmp_path / "o") == 1
     err = capsys.readouterr().err
     assert "row 1" in err and "several people or cameras" in err and not list(tmp_path.glob("o/*.tar"))
+
+
+def test_mars_tracklets_feed_eval(tmp_path, capsys):
+    """Packed MARS frames, given features, are ranked as tracklets by `reid eval --tracklets`."""
+    import numpy as np
+
+    from reidtools.shards import ShardWriter
+
+    make_mars(tmp_path / "m")
+    assert pack("mars", tmp_path / "m", tmp_path / "o") == 0
+    for split in ("query", "gallery"):
+        with ShardWriter(str(tmp_path / "f"), prefix=split) as w:
+            for s in iter_samples([str(tmp_path / "o" / f"{split}-000000.tar")]):
+                m = meta(s)
+                w.write({"__key__": s["__key__"], "json": m,
+                         "feat.npy": np.asarray([m["pid"], m["frame"]], np.float32)})
+    out = tmp_path / "r.json"
+    rc = run_cli(reid_group, ["eval", "-q", str(tmp_path / "f" / "query-000000.tar"), "-g",
+                              str(tmp_path / "f" / "gallery-000000.tar"), "-p", "market", "--tracklets", "mean",
+                              "--distance", "euclidean", "--json", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    res = json.loads(out.read_text())
+    # 1 query tracklet (2 frames), 2 gallery tracklets (the junk one skipped); the same person on
+    # another camera is the nearer one: rank 1
+    assert (res["num_query"], res["num_gallery"], res["rank1"], res["mAP"]) == (1, 2, 1.0, 1.0)
