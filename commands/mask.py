@@ -26,7 +26,7 @@ from reidtools.commands._options import (command, inputs_argument, output_option
               help="Comma-separated labels to repaint, on top of DLCR's rule.")
 @click.option("--dilate", "dilate_px", type=click.IntRange(min=0), default=0, help="Grow the mask by N pixels.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, help="Images per model call.")
-@click.option("--device", default="auto", help="segformer: auto, cpu, cuda, cuda:N; schp-onnx: auto or cpu.")
+@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto: a GPU where torch sees one, else the CPU).")
 @task_options
 @seed_option
 def cli(inputs, output, engine, model, labels, keep, repaint, dilate_px, batch_size, device, shard_index,

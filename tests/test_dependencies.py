@@ -22,7 +22,7 @@ SOURCES = [p for d in ("src/reidtools", "commands") for p in (ROOT / d).rglob("*
 # import name -> distribution name, where they differ
 DISTRIBUTION = {"PIL": "pillow", "yaml": "pyyaml", "huggingface_hub": "huggingface-hub"}
 # modules that may be absent: the extra that brings them; the importing code must say so in its error
-GUARDED = {"mediapipe": "pose", "matplotlib": "plot"}
+GUARDED = {"mediapipe": "pose", "matplotlib": "plot", "onnx": "export"}
 
 
 def _imports(path: pathlib.Path) -> set[str]:
@@ -87,3 +87,15 @@ def test_audit_sees_the_imports_it_must():
     found = _third_party()
     assert "src/reidtools/metrics/rerank.py" in found["scipy"]
     assert "braceexpand" in found and "torch" in found
+
+
+def test_exactly_one_onnxruntime_build_per_platform():
+    packaging = pytest.importorskip("packaging.requirements")
+    reqs = [packaging.Requirement(r) for r in _project()["dependencies"]]
+    ort = [r for r in reqs if r.name in ("onnxruntime", "onnxruntime-gpu")]
+    for env, want in (({"platform_system": "Linux", "platform_machine": "x86_64"}, "onnxruntime-gpu"),
+                      ({"platform_system": "Linux", "platform_machine": "aarch64"}, "onnxruntime"),
+                      ({"platform_system": "Darwin", "platform_machine": "arm64"}, "onnxruntime"),
+                      ({"platform_system": "Windows", "platform_machine": "AMD64"}, "onnxruntime")):
+        chosen = [r.name for r in ort if r.marker is None or r.marker.evaluate(env)]
+        assert chosen == [want], (env, chosen)

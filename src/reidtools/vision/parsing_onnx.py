@@ -85,6 +85,40 @@ def logits_to_labels(logits: np.ndarray, width: int, height: int, size: tuple[in
     return out.argmax(0).astype(np.uint8)
 
 
+def choose_providers(device: str, available: list[str], cuda_devices: int) -> list:
+    """ONNX Runtime providers for `device` (auto, cpu, cuda, cuda:N), from what is really there.
+
+    onnxruntime-gpu lists CUDAExecutionProvider even on a machine without a GPU, and asking for it
+    there prints an ERROR line; so CUDA is asked for only when torch also sees a GPU.
+    """
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    index = 0
+    if device.startswith("cuda"):
+        _, _, num = device.partition(":")
+        if num and not num.isdigit():
+            raise ReidError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N")
+        index = int(num or 0)
+        if "CUDAExecutionProvider" not in available:
+            raise ReidError(f"--device {device}: this onnxruntime has no CUDA provider (providers: "
+                            f"{', '.join(available)}); install onnxruntime-gpu")
+        if index >= cuda_devices:
+            raise ReidError(f"--device {device}: {cuda_devices} CUDA device(s) visible")
+    elif device != "auto":
+        raise ReidError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N")
+    if "CUDAExecutionProvider" in available and cuda_devices > 0:
+        return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def _cuda_devices() -> int:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return 0
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 class SchpOnnx:
     """A parsing session: `__call__(images) -> list of uint8 label maps`; `.labels` is lip or atr."""
 
@@ -97,15 +131,16 @@ class SchpOnnx:
             raise ReidError("the schp-onnx engine needs onnxruntime (pip install onnxruntime)") from None
         if not os.path.isfile(path):
             raise ReidError(f"--model {path!r}: no such ONNX file (pass the parsing model, e.g. parsing_lip.onnx)")
-        available = ort.get_available_providers()
-        wanted = ["CPUExecutionProvider"]
-        if device != "cpu" and "CUDAExecutionProvider" in available:
-            wanted.insert(0, "CUDAExecutionProvider")
+        wanted = choose_providers(device, ort.get_available_providers(), _cuda_devices())
         try:
             self.session = ort.InferenceSession(path, providers=wanted)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise ReidError(f"--model {path!r}: onnxruntime cannot load it ({exc})") from None
-        log.info("schp-onnx: %s on %s", os.path.basename(path), self.session.get_providers()[0])
+        active = self.session.get_providers()[0]  # what the session really runs on, after any fallback
+        log.info("schp-onnx: %s on %s (onnxruntime %s)", os.path.basename(path), active, ort.__version__)
+        if wanted[0] != "CPUExecutionProvider" and active == "CPUExecutionProvider":
+            log.warning("schp-onnx: CUDA was asked for but the session runs on the CPU (check the CUDA/cuDNN "
+                        "libraries onnxruntime-gpu needs)")
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         outputs = self.session.get_outputs()
