@@ -227,7 +227,16 @@ def _setup_logging(name: str, verbosity: int) -> None:
 
 def inputs_argument(fn: Callable) -> Callable:
     """INPUTS...: shard paths, globs, brace patterns, directories, or `-` for stdin."""
-    return click.argument("inputs", nargs=-1, required=True, metavar="INPUTS...")(fn)
+    return click.argument("inputs", nargs=-1, required=True, metavar="INPUTS...", callback=_mark_pipes)(fn)
+
+
+def _mark_pipes(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    # `pipe:CMD` runs a shell command: honoured only for what the user typed, not from --config or data
+    from reidtools.shards.paths import command_line_inputs
+
+    if ctx.get_parameter_source(param.name) is not click.core.ParameterSource.COMMANDLINE:
+        return value
+    return command_line_inputs(value)
 
 
 def output_option(required: bool = True, help: str = "Output directory for shards, or - for one tar on stdout.") -> Callable:
@@ -292,12 +301,6 @@ def parse_size(value: str, option: str = "--size", multiple: int = 1) -> tuple[i
 # ----------------------------------------------------------------------------- model-bearing commands
 # --dtype/--device: caption, inpaint, discriminate, finetune, tryoff, tryon, invert sample, posegen sample.
 # --scheduler: inpaint, invert sample, posegen sample (names from reidtools.generate.schedulers).
-# The papers' SD-1.5 checkpoints, named once: inpainting (DLCR, TryOffAnyone's base) and text-to-image
-# (DiVE, Pose-dIVE, DCAC).
-SD_INPAINT = "stable-diffusion-v1-5/stable-diffusion-inpainting"
-SD_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-
-
 def dtype_option(default: str = "fp16", paper: str | None = None) -> Callable:
     """--dtype for a generator; `paper` names whose default it is (TryOffAnyone runs in bf16)."""
     why = f" ({paper})" if paper else ""
@@ -315,11 +318,4 @@ def scheduler_option(default: str, why: str) -> Callable:
     from reidtools.generate.schedulers import NAMES
 
     return click.option("--scheduler", type=click.Choice(NAMES), default=default,
-                        help=f"Sampler ({why}); `default` is the one saved with the model.")
-
-
-def empty_mask_option(fn: Callable) -> Callable:
-    """--empty-mask for the generators that repaint a region (inpaint, tryoff, tryon)."""
-    return click.option("--empty-mask", type=click.Choice(["skip", "error"]), default="skip",
-                        help="A sample with no pixel to repaint: skip it (counted and logged with its first key) "
-                             "or stop with an error naming it.")(fn)
+                        help=f"Sampler ({why}); default: the one saved with the model.")

@@ -13,8 +13,10 @@ import contextlib
 import glob
 import logging
 import os
+import shlex
 import socket
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
@@ -22,7 +24,7 @@ from tqdm import tqdm
 
 from reidtools.errors import ReidError, SampleError
 from reidtools.fileio import write_json_atomic
-from reidtools.shards.paths import STDIN, split_shards
+from reidtools.shards.paths import PIPE, STDIN, is_remote, split_shards
 from reidtools.shards.reader import iter_shard
 from reidtools.shards.writer import STDOUT, AtomicShard, ShardWriter, ensure_output_dir
 
@@ -52,7 +54,22 @@ class _Counter:
 
 
 def output_name(shard: str) -> str:
-    return "stdin.tar" if shard == STDIN else os.path.basename(shard)
+    """The output shard's file name: the input's (`pipe:CMD`: the last `*.tar` word of CMD)."""
+    if shard == STDIN:
+        return "stdin.tar"
+    if shard.startswith(PIPE):
+        try:
+            words = shlex.split(shard[len(PIPE):])
+        except ValueError:
+            words = []
+        names = [os.path.basename(w) for w in words if w.endswith(".tar")]
+        if not names:
+            raise ReidError(f"{shard}: cannot name the output shard (no *.tar word in the command): use -o - "
+                            "and name it yourself")
+        return names[-1]
+    if is_remote(shard):
+        return os.path.basename(urllib.parse.urlparse(shard).path) or "remote.tar"
+    return os.path.basename(shard)
 
 
 RECORD_SUFFIX = ".stats.json"
@@ -160,7 +177,7 @@ def _check_targets(mine: list[str], output: str, overwrite: bool) -> None:
                             "by): pass --overwrite to replace it, or write to a new directory")
     for shard in mine:
         target = os.path.join(output, output_name(shard))
-        if shard != STDIN and os.path.exists(target) and os.path.samefile(shard, target):
+        if shard != STDIN and not is_remote(shard) and os.path.exists(target) and os.path.samefile(shard, target):
             raise ReidError(f"{shard}: -o {output} is this shard's own directory (its output would replace "
                             "its input): write to a new directory, or pass --overwrite to replace inputs in place")
 

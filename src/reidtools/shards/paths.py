@@ -12,18 +12,47 @@ from reidtools.errors import ReidError, UsageError
 
 STDIN = "-"
 _GLOB_CHARS = re.compile(r"[*?\[]")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+PIPE = "pipe:"
+
+
+class CommandLinePipe(str):
+    """A `pipe:CMD` shard typed by the user on the command line.
+
+    `pipe:` runs CMD in a shell, so it is honoured only when the CLI marks it as the user's own
+    argument (`command_line_inputs`); a `pipe:` string from a shard list, a json or any other data
+    is refused by the reader.
+    """
+
+
+def command_line_inputs(values) -> tuple[str, ...]:
+    """Mark `pipe:` arguments as the user's own (called by the CLI on INPUTS, never on data)."""
+    return tuple(CommandLinePipe(v) if isinstance(v, str) and v.startswith(PIPE) else v for v in values)
+
+
+def is_remote(spec: str) -> bool:
+    """`pipe:CMD` or a URL with a scheme (http, https, s3, gs, ...)."""
+    return spec.startswith(PIPE) or bool(_URL.match(spec))
 
 
 def expand_inputs(inputs: list[str] | tuple[str, ...]) -> list[str]:
     """Expand brace patterns (`a-{000000..000009}.tar`), globs and directories into a shard list.
 
     A directory stands for the `.tar` files inside it, sorted. `-` (stdin) may appear once. A
-    pattern that matches nothing, or a path that does not exist, is an error naming it.
+    pattern that matches nothing, or a path that does not exist, is an error naming it. URLs
+    (`https://host/a-{000000..000009}.tar`, `s3://...`) are brace-expanded but not checked here;
+    `pipe:CMD` is kept whole.
     """
     shards: list[str] = []
     for spec in inputs:
         if spec == STDIN:
             shards.append(STDIN)
+            continue
+        if spec.startswith(PIPE):
+            shards.append(spec)  # a shell command: braces are the shell's, not a shard range
+            continue
+        if _URL.match(spec):
+            shards.extend(braceexpand(spec))  # remote: nothing to glob or stat
             continue
         for path in braceexpand(spec):
             if _GLOB_CHARS.search(path):
@@ -44,7 +73,7 @@ def expand_inputs(inputs: list[str] | tuple[str, ...]) -> list[str]:
         raise ReidError("stdin ('-') can be read only once")
     seen: dict[str, str] = {}
     for shard in shards:
-        real = os.path.realpath(shard) if shard != STDIN else shard
+        real = shard if shard == STDIN or is_remote(shard) else os.path.realpath(shard)
         if real in seen:
             same = "" if seen[real] == shard else f" (as {seen[real]!r})"
             raise ReidError(f"input shard {shard!r} is given twice{same}: its samples would be read twice")

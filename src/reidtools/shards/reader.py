@@ -13,7 +13,7 @@ import tarfile
 from typing import BinaryIO, Iterable, Iterator
 
 from reidtools.errors import ReidError, SampleError
-from reidtools.shards.paths import STDIN
+from reidtools.shards.paths import PIPE, STDIN, CommandLinePipe, is_remote
 from reidtools.shards.sample import validate as validate_sample
 
 _TAIL = 1024  # a complete tar ends in (at least) two 512-byte zero blocks
@@ -29,6 +29,8 @@ class _ConcatTarInfo(tarfile.TarInfo):
     header is corruption (tarfile alone would end the archive there without a word), and the stream
     must still end in zero blocks (the caller's truncation check).
     """
+
+    __slots__ = ()  # TarInfo's own slots: a __dict__ per member would slow reading down measurably
 
     @classmethod
     def fromtarfile(cls, tar: tarfile.TarFile) -> tarfile.TarInfo:
@@ -94,22 +96,84 @@ def _finish(sample: dict, shard: str, validate: bool) -> dict:
     return sample
 
 
-def iter_shard(shard: str, validate: bool = True) -> Iterator[dict]:
-    """Samples of one shard in order. `shard` is a path or `-` for stdin."""
-    raw = sys.stdin.buffer if shard == STDIN else None
-    label = "<stdin>" if shard == STDIN else shard
+def _open_remote(shard: str) -> BinaryIO:
+    if shard.startswith(PIPE) or shard.split("://", 1)[0].lower() in ("http", "https"):
+        if shard.startswith(PIPE) and not isinstance(shard, CommandLinePipe):
+            raise ReidError(f"{shard}: pipe: shards run a shell command, so they are accepted only as "
+                            "command-line INPUTS, never from a shard list or metadata")
+        from webdataset.gopen import gopen  # imports torch: only paid for remote shards
+
+        try:
+            return gopen(str(shard), "rb")
+        except (OSError, ValueError) as exc:
+            raise ReidError(f"{shard}: cannot open ({exc})") from None
     try:
-        fh = raw if raw is not None else open(shard, "rb")
-    except OSError as exc:
-        raise ReidError(f"{shard}: cannot open ({exc.strerror})") from None
+        import fsspec
+    except ImportError:
+        raise ReidError(f"{shard}: {shard.split('://')[0]}:// shards need fsspec and its backend "
+                        "(pip install 'reidtools[remote]' s3fs / gcsfs / adlfs)") from None
+    try:
+        return fsspec.open(shard, "rb").open()
+    except ImportError as exc:
+        raise ReidError(f"{shard}: fsspec has no backend for it ({exc})") from None
+    except (OSError, ValueError) as exc:
+        raise ReidError(f"{shard}: cannot open ({exc})") from None
+
+
+_CURL_EXITS = {6: "could not resolve the host", 7: "could not connect", 18: "transfer cut short",
+               22: "HTTP error, e.g. 404", 28: "timed out", 35: "TLS handshake failed"}
+
+
+def _child_failure(fh) -> str | None:
+    """For a gopen pipe (pipe: or curl), why its command failed; None if it did not (or is no pipe)."""
+    proc = getattr(fh, "proc", None)
+    if proc is None:
+        return None
+    try:
+        status = proc.wait(timeout=10)
+    except Exception:  # noqa: BLE001 - still running or gone: nothing better to report
+        return None
+    if status in getattr(fh, "ignore_status", [0]):
+        return None
+    args = proc.args if isinstance(proc.args, (list, tuple)) else [proc.args]
+    if args and args[0] == "curl":
+        return f"download failed (curl exit {status}: {_CURL_EXITS.get(status, 'see man curl')})"
+    return f"the command exited with status {status}"
+
+
+def _close(fh, label: str, failing: bool) -> None:
+    try:
+        fh.close()
+    except OSError as exc:  # a pipe: or curl child that exited with an error status
+        if not failing:
+            raise SampleError(label, None, _child_failure(fh) or f"cannot read ({exc})") from None
+
+
+def iter_shard(shard: str, validate: bool = True) -> Iterator[dict]:
+    """Samples of one shard in order. `shard` is a path, `-` for stdin, a URL or a `pipe:` command
+    (see `reidtools.shards.paths`)."""
+    raw = sys.stdin.buffer if shard == STDIN else None
+    label = "<stdin>" if shard == STDIN else str(shard)
+    if raw is not None:
+        fh = raw
+    elif is_remote(shard):
+        fh = _open_remote(shard)
+    else:
+        try:
+            fh = open(shard, "rb")
+        except OSError as exc:
+            raise ReidError(f"{shard}: cannot open ({exc.strerror})") from None
     stream = _TailReader(fh)
+    failing = True
     current: dict | None = None
     seen: set[str] = set()
     try:
         try:
             tar = tarfile.open(fileobj=stream, mode="r|*", tarinfo=_ConcatTarInfo)
         except tarfile.ReadError as exc:
-            raise SampleError(label, None, f"not a tar shard ({exc})") from None
+            raise SampleError(label, None, _child_failure(fh) or f"not a tar shard ({exc})") from None
+        except OSError as exc:  # e.g. the pipe: command or the download failed before any data
+            raise SampleError(label, None, _child_failure(fh) or f"cannot read ({exc})") from None
         try:
             for member in tar:
                 if member.isdir():
@@ -135,17 +199,25 @@ def iter_shard(shard: str, validate: bool = True) -> Iterator[dict]:
                 current[field] = data.read() if data is not None else b""
         except (tarfile.ReadError, EOFError, OSError) as exc:
             after = f" after key {current['__key__']!r}" if current else ""
-            raise SampleError(label, None, f"truncated or corrupt tar{after} ({exc})") from None
-        while stream.read(1 << 16):  # the end-of-archive blocks and record padding
-            pass
+            why = _child_failure(fh)
+            raise SampleError(label, None, f"{why}{after}" if why else f"truncated or corrupt tar{after} ({exc})") from None
+        try:
+            while stream.read(1 << 16):  # the end-of-archive blocks and record padding
+                pass
+        except OSError as exc:
+            raise SampleError(label, None, _child_failure(fh) or f"cannot read ({exc})") from None
         if stream.head and stream.head[:2] != b"\x1f\x8b" and stream.tail.count(0) != len(stream.tail):
             after = f" after key {current['__key__']!r}" if current else ""
-            raise SampleError(label, None, f"truncated tar: no end-of-archive marker{after}")
+            why = _child_failure(fh)
+            raise SampleError(label, None, f"{why}{after}" if why else f"truncated tar: no end-of-archive marker{after}")
+        failing = False
+        if raw is None:
+            _close(fh, label, failing)
         if current is not None:
             yield _finish(current, label, validate)
     finally:
-        if raw is None:
-            fh.close()
+        if raw is None and failing:
+            _close(fh, label, failing)
 
 
 def iter_samples(shards: Iterable[str], validate: bool = True) -> Iterator[dict]:

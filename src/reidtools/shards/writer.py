@@ -73,6 +73,7 @@ class AtomicShard:
     def __init__(self, path: str, replace: bool = False):
         self.path, self.replace = path, replace
         self.published = False
+        refuse_remote(path)
         ensure_output_dir(os.path.dirname(os.path.abspath(path)))
         self.tmp, self._fh = _create_temp(path)
         self.stream = TarStream(self._fh)
@@ -123,8 +124,17 @@ class AtomicShard:
             self.abort()
 
 
+def refuse_remote(target: str) -> None:
+    from reidtools.shards.paths import is_remote
+
+    if is_remote(target):
+        raise ReidError(f"{target}: writing shards to a URL or pipe: is not supported; write to a local folder "
+                        "and copy it up, or stream with -o - | ...")
+
+
 def ensure_output_dir(directory: str) -> None:
     """Create DIR (and parents); an error naming it when it is a file or cannot be created/written."""
+    refuse_remote(directory)
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise ReidError(f"{directory}: output exists and is not a directory")
     try:
