@@ -301,6 +301,12 @@ def parse_size(value: str, option: str = "--size", multiple: int = 1) -> tuple[i
 # ----------------------------------------------------------------------------- model-bearing commands
 # --dtype/--device: caption, inpaint, discriminate, finetune, tryoff, tryon, invert sample, posegen sample.
 # --scheduler: inpaint, invert sample, posegen sample (names from reidtools.generate.schedulers).
+# The papers' SD-1.5 checkpoints, named once: inpainting (DLCR, TryOffAnyone's base) and text-to-image
+# (DiVE, Pose-dIVE, DCAC).
+SD_INPAINT = "stable-diffusion-v1-5/stable-diffusion-inpainting"
+SD_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+
 def dtype_option(default: str = "fp16", paper: str | None = None) -> Callable:
     """--dtype for a generator; `paper` names whose default it is (TryOffAnyone runs in bf16)."""
     why = f" ({paper})" if paper else ""
@@ -318,4 +324,11 @@ def scheduler_option(default: str, why: str) -> Callable:
     from reidtools.generate.schedulers import NAMES
 
     return click.option("--scheduler", type=click.Choice(NAMES), default=default,
-                        help=f"Sampler ({why}); default: the one saved with the model.")
+                        help=f"Sampler ({why}); `default` is the one saved with the model.")
+
+
+def empty_mask_option(fn: Callable) -> Callable:
+    """--empty-mask for the generators that repaint a region (inpaint, tryoff, tryon)."""
+    return click.option("--empty-mask", type=click.Choice(["skip", "error"]), default="skip",
+                        help="A sample with no pixel to repaint: skip it (counted and logged with its first key) "
+                             "or stop with an error naming it.")(fn)
