@@ -61,6 +61,11 @@ def cli(inputs, output, n, ranks, worst, worst_by, per_row, ids, overlay, alpha,
 
     th, tw = parse_size(tile, "--tile")
     if ranks is not None:
+        ctx = click.get_current_context()
+        given = [f"--{name.replace('_', '-')}" for name in ("ids", "overlay", "alpha", "variants", "per_row")
+                 if ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)]
+        if given:
+            raise click.UsageError(f"{', '.join(given)}: not used with --ranks (a ranked list has fixed rows)")
         sheet, shown = _ranks_sheet(ranks, inputs, n or 16, worst_by if worst else None, (th, tw))
         summary = f"{shown} query rows from {ranks}"
     else:

@@ -123,8 +123,12 @@ def _frame_colour(png, row, col, tile=(128, 64)):
 def test_show_ranks_draws_marked_rows(synth_dir, tmp_path, capsys):
     q, g = _with_features(synth_dir, tmp_path)
     ranks = tmp_path / "ranks.json"
-    rc, cap = _run(capsys, "eval", q, "-g", g, "-p", "cc", "--ranks", str(ranks), "--ranks-k", "5")
+    rc, cap = _run(capsys, "eval", q, "-g", g, "-p", "cc", "--ranks", str(ranks), "--ranks-k", "5",
+                   "--rerank", "--json", str(tmp_path / "m.json"))
     assert rc == 0, cap.err
+    # per-query APs (over the whole re-ranked gallery, not the top 5) average to the metric's mAP
+    aps = [qq["ap"] for qq in json.loads(ranks.read_text())["queries"] if qq["ap"] is not None]
+    assert np.mean(aps) == pytest.approx(json.loads((tmp_path / "m.json").read_text())["mAP"])
     png_path = tmp_path / "ranks.png"
     rc, cap = _run(capsys, "show", "--ranks", str(ranks), "-o", str(png_path), "--n", "3", "--worst")
     assert rc == 0, cap.err
@@ -169,6 +173,8 @@ def test_show_ranks_bad_files_and_usage(tmp_path, capsys):
     assert rc == 2 and "INPUTS" in cap.err
     rc, cap = _run(capsys, "show", str(tmp_path), "--worst", "-o", str(tmp_path / "o.png"))
     assert rc == 2 and "--worst needs --ranks" in cap.err
+    rc, cap = _run(capsys, "show", "--ranks", str(bad), "--ids", "3", "-o", str(tmp_path / "o.png"))
+    assert rc == 2 and "--ids: not used with --ranks" in cap.err
 
 
 def test_ranks_of_a_multi_trial_protocol_record_trial_zero(tmp_path, capsys):
