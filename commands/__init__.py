@@ -63,8 +63,20 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
 
+def _version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    # imported here: the report imports torch and onnxruntime to list devices and providers
+    from reidtools.envinfo import report
+
+    click.echo("\n".join(report()))
+    ctx.exit()
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="reid")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
+              help=f"Versions (reidtools {__version__}, python, torch, diffusers, transformers, onnxruntime and "
+                   "its build) and the CUDA devices and ONNX providers seen, for bug reports.")
 def cli() -> None:
     """Composable tools for diffusion-based data expansion in person re-identification.
 
