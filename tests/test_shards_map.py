@@ -77,3 +77,32 @@ def test_overwrite_rewrites_instead_of_skipping(tmp_path):
     assert rep.shards_skipped == [shard] and _keys(out) == ["s0000", "s0002"]
     rep = map_shards([shard], str(out), iter, progress=False, overwrite=True)
     assert rep.shards_done == [shard] and _keys(out) == ["s0000", "s0001", "s0002"]
+
+
+def _reid(args, stdin_bytes=None, monkeypatch=None, capsys=None):
+    import io
+
+    from reidtools.commands import cli as reid_group
+    from reidtools.commands._options import run_cli
+
+    if stdin_bytes is not None:
+        monkeypatch.setattr(sys, "stdin", type("Stdin", (), {"buffer": io.BytesIO(stdin_bytes)})())
+    capsys.readouterr()
+    rc = run_cli(reid_group, args)
+    return rc, capsys.readouterr().err
+
+
+def test_cli_second_stdin_run_and_output_file_are_one_line_errors(synth_dir, tmp_path, monkeypatch, capsys):
+    data = (synth_dir / "query-000000.tar").read_bytes()
+    out = tmp_path / "d"
+    rc, err = _reid(["mask", "--engine", "labels", "-", "-o", str(out), "-q"], data, monkeypatch, capsys)
+    assert rc == 0, err
+    rc, err = _reid(["mask", "--engine", "labels", "-", "-o", str(out), "-q"], data, monkeypatch, capsys)
+    assert rc == 1 and err.count("\n") == 1 and "stdin-000000.tar exists" in err and "--overwrite" in err
+    rc, err = _reid(["mask", "--engine", "labels", "-", "-o", str(out), "-q", "--overwrite"], data, monkeypatch, capsys)
+    assert rc == 0, err
+    afile = tmp_path / "file"
+    afile.write_text("")
+    rc, err = _reid(["mask", "--engine", "labels", str(synth_dir / "query-000000.tar"), "-o", str(afile)],
+                    None, monkeypatch, capsys)
+    assert rc == 1 and err.strip() == f"reid mask: error: {afile}: output exists and is not a directory"
