@@ -199,5 +199,93 @@ def sample_cmd(ckpt_dir, inputs, output, poses, per_id, steps, scheduler, guidan
               image_encoder=image_encoder, task=(index, count), progress=progress_enabled())
 
 
+def _elevation(value: str) -> tuple[float, float]:
+    try:
+        parts = [float(v) for v in value.split(":")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or not all(-90 <= v <= 90 for v in parts):
+        raise click.BadParameter(f"{value!r} is not DEG or LO:HI in degrees (-90..90)", param_hint="--elevation")
+    lo, hi = parts[0], parts[-1]
+    if hi < lo:
+        raise click.BadParameter(f"{value!r}: LO must not exceed HI", param_hint="--elevation")
+    return lo, hi
+
+
+@command("posegen poses", short_help="Sample target viewpoints and poses; render skeleton, depth and normal maps.")
+@inputs_argument
+@output_option(help="Output directory for target shards (one per input shard), or - for one tar on stdout.")
+@click.option("--viewpoints", default="uniform", metavar="uniform|dataset|FILE",
+              help="Azimuths: uniform over 360 deg, the input poses' own histogram (36 bins), or a histogram "
+                   "file {\"edges\": [deg...], \"weights\": [...]}.")
+@click.option("--poses", "poses", default="dataset", metavar="dataset|FILE",
+              help="Pose bank: the input shards' keypoints lifted to 3D, or a JSON file of 3D joints "
+                   "{\"format\": \"mediapipe33\", \"poses\": [{\"name\", \"joints\"}]} (body frame, docs/posegen.md).")
+@click.option("--per-id", type=click.IntRange(min=1), default=15, help="Targets per identity (paper §D: ~15 best).")
+@click.option("--conditions", default="skeleton,depth,normal",
+              help="Comma-separated maps to write: skeleton (skeleton.png), depth (depth.png, 16-bit), normal (normal.png).")
+@click.option("--size", default="512x256", help="Map size HxW (posegen fit's default training size).")
+@click.option("--elevation", default="0", metavar="DEG|LO:HI",
+              help="Camera elevation in degrees, uniform in LO:HI (no paper value; the lift assumes 0).")
+@click.option("--body", type=click.Choice(["capsules", "smpl"]), default="capsules",
+              help="3D body: the built-in parametric capsule body; smpl is not available in this version.")
+@click.option("--smpl-model", type=click.Path(), default=None, help="SMPL model file (for --body smpl).")
+@click.option("--shape-spread", type=click.FloatRange(0, 0.3), default=0.05,
+              help="Std of the per-identity body-shape multipliers (widths, limb lengths; girth 2x).")
+@_tau_tar
+@_kp
+@click.option("--skeleton-threshold", type=click.FloatRange(0, 1), default=0.3,
+              help="Keypoints below this confidence are not drawn in skeleton.png.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, help="Targets rendered together.")
+@click.option("--device", default=None, help="Torch device for rendering [default: cpu].")
+@task_options
+@seed_option
+def poses_cmd(inputs, output, viewpoints, poses, per_id, conditions, size, elevation, body, smpl_model, shape_spread,
+              tau_tar, keypoints, skeleton_threshold, batch_size, device, shard_index, num_shards, seed):
+    """Sample target viewpoints and poses; render skeleton, depth and normal maps.
+
+    For every identity of INPUTS (person shards with `pid` and `pose`), --per-id target samples,
+    each a pose from the bank (the inputs' poses passing pose-target, eq. 4, lifted to 3D under a
+    bone-length prior; or a FILE of 3D joints), an azimuth from --viewpoints and an elevation,
+    posed on the identity's body (a parametric capsule body; one shape per identity) and rendered
+    analytically per pixel. Each target holds skeleton.png, depth.png (16-bit, near = bright),
+    normal.png (RGB unit normals), json pose (projected keypoints), viewpoint, body, source and
+    history; `reid posegen sample --targets` conditions on them. Keys are FIRSTKEY-tgtNNN; output
+    shards follow the input shard of each identity's first image.
+    """
+    import os
+
+    from reidtools.commands._options import parse_size
+    from reidtools.generate.posegen.targets import CONDITIONS, PosesOptions, targets_to
+    from reidtools.shards import expand_inputs
+
+    conds = _split(conditions, "--conditions")
+    bad = [c for c in conds if c not in CONDITIONS]
+    if bad:
+        raise click.BadParameter(f"unknown {', '.join(bad)} (choose from {', '.join(CONDITIONS)})",
+                                 param_hint="--conditions")
+    if body == "smpl":
+        raise click.UsageError("--body smpl is not available in this version (SMPL through smplx is not "
+                               "implemented); use --body capsules, the built-in parametric body")
+    if smpl_model is not None:
+        raise click.BadParameter("only used with --body smpl", param_hint="--smpl-model")
+    for name, value in (("--viewpoints", viewpoints), ("--poses", poses)):
+        if value not in ("uniform", "dataset") and not os.path.isfile(value):
+            raise click.BadParameter(f"{value!r} is neither a mode nor a file", param_hint=name)
+    if poses == "uniform":
+        raise click.BadParameter("give dataset or a FILE", param_hint="--poses")
+    opts = PosesOptions(viewpoints=viewpoints, poses=poses, per_id=per_id, conditions=conds,
+                        size=parse_size(size, "--size"), elevation=_elevation(elevation), shape_spread=shape_spread,
+                        tau_tar=tau_tar, keypoints=_keypoints(keypoints), skeleton_threshold=skeleton_threshold,
+                        batch_size=batch_size, seed=seed)
+    index, count = resolve_task(shard_index, num_shards)
+    n = targets_to(expand_inputs(list(inputs)), output, opts, device=device, task=(index, count),
+                   progress=progress_enabled())
+    import logging
+
+    logging.getLogger("reidtools").info("%d targets written", n)
+
+
 cli.add_command(fit_cmd, name="fit")
 cli.add_command(sample_cmd, name="sample")
+cli.add_command(poses_cmd, name="poses")
