@@ -53,6 +53,15 @@ def test_output_that_is_a_file_or_unwritable_is_one_error_naming_it(tmp_path):
         ShardWriter(str(afile), prefix="p").write(make_sample(0))
     with pytest.raises(ReidError, match=f"{afile}: output exists and is not a directory"):
         map_shards([str(afile)], str(afile), iter, progress=False)
+    def denied(tmp):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), tmp)
+
+    real, W._open_temp = W._open_temp, denied  # what a read-only folder or ACL does, even to root's checks
+    try:
+        with pytest.raises(ReidError, match=r"x.tar: cannot create the output file \(Permission denied\)"):
+            AtomicShard(str(tmp_path / "x.tar"))
+    finally:
+        W._open_temp = real
     if os.geteuid() == 0:
         pytest.skip("root writes into read-only folders")
     ro = tmp_path / "ro"
