@@ -62,6 +62,9 @@ def test_output_that_is_a_file_or_unwritable_is_one_error_naming_it(tmp_path):
             AtomicShard(str(tmp_path / "x.tar"))
     finally:
         W._open_temp = real
+
+
+def test_read_only_output_directory_is_one_error_naming_it(tmp_path):
     if os.geteuid() == 0:
         pytest.skip("root writes into read-only folders")
     ro = tmp_path / "ro"
