@@ -1,9 +1,12 @@
-"""Streaming reader for WebDataset tar shards (files or stdin), with errors that name shard and key.
+"""Streaming reader for WebDataset tar shards (files, stdin, URLs, `pipe:`), with errors that name
+shard and key.
 
 We read tars with the standard library rather than through `webdataset.WebDataset` because every
 failure must name the shard and key at fault and because stdin must work; the grouping rule is
 WebDataset's (key = member name up to the first dot of its basename), and `tests/test_shards.py`
-checks that `webdataset` reads what `reid` writes and vice versa.
+checks that `webdataset` reads what `reid` writes and vice versa. Remote shards are opened by
+webdataset's `gopen` (http(s), `pipe:`) or fsspec (other schemes) and then read by the same code,
+so their errors and truncation checks are the local ones.
 """
 
 from __future__ import annotations
