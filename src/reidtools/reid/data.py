@@ -1,15 +1,23 @@
 """Training records from shards, label maps, and image transforms written in torch (no torchvision).
 
-Images stay encoded in memory (a few KB each) and are decoded per batch. Every random choice of an
-augmentation derives from (seed, epoch, sample key, slot in the batch), so a batch is a pure function
-of its position in training: resume is bit-exact and the number of loader workers does not matter.
+Records hold an index, not the images: for a local uncompressed tar (what `reid` writes) each image is
+an `ImageRef` (shard, byte offset, size) read back with one `pread` when its batch is built, as `wids`
+does, so training memory grows with the number of samples (about 0.5 KB each), not with their bytes
+(DLCR scale, 71k images x 10 variants, would otherwise hold tens of GB in every process). Shards that
+cannot be read at random (stdin, URLs, pipes, compressed tars) keep their encoded bytes in memory.
+Every random choice of an augmentation derives from (seed, epoch, sample key, slot in the batch), so a
+batch is a pure function of its position in training: resume is bit-exact, the number of loader
+workers does not matter, and the index reads the very bytes the stream read.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import re
+import tarfile
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -22,13 +30,20 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _VARIANT_RE = re.compile(r"-[A-Za-z]+(\d+)$")
 
 
+class ImageRef(NamedTuple):
+    """Where an encoded image lies in an uncompressed tar: its member data's offset and size."""
+    path: str
+    offset: int
+    size: int
+
+
 @dataclass
 class Record:
     key: str
     pid: int
     camid: int
     clothes: str
-    data: bytes | None            # encoded image (None when only metadata was kept)
+    data: ImageRef | bytes | None  # the encoded image's place (or its bytes); None when only metadata was kept
     generated: bool = False
     source: str | None = None
     variant: int = 0              # order among the variants of one source (progressive learning)
@@ -47,12 +62,71 @@ class LabelMaps:
         return {"pids": {str(k): v for k, v in self.pids.items()}, "clothes": dict(self.clothes)}
 
 
-def read_records(shards: list[str], *, generated: bool, keep=None, need_source: bool = False) -> list[Record]:
-    """Records of every sample in `shards`. `keep(meta, key)` -> False drops the image bytes;
-    `need_source`: every sample must name the real image it was made from (progressive pairing)."""
+_COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"\x28\xb5\x2f\xfd")   # gzip, bzip2, xz, zstd
+
+
+def _seekable_tar(shard: str) -> bool:
+    """A local, uncompressed tar file: its members can be read back at their offsets."""
+    from reidtools.shards.paths import STDIN, is_remote
+
+    if shard == STDIN or is_remote(shard) or not os.path.isfile(shard):
+        return False
+    with open(shard, "rb") as fh:
+        head = fh.read(6)
+    return not any(head.startswith(m) for m in _COMPRESSED)
+
+
+def tar_offsets(shard: str) -> dict[str, tuple[int, int]]:
+    """{member name: (data offset, size)} of a local uncompressed tar, from its headers alone
+    (ignore_zeros: concatenated shards, as the stream reader accepts them)."""
+    out = {}
+    with tarfile.open(shard, "r:", ignore_zeros=True) as tar:
+        for member in tar:
+            if member.isfile():
+                out[member.name] = (member.offset_data, member.size)
+    return out
+
+
+class _ImageFiles:
+    """Per-process open shard files for `ImageRef` reads (pread: no shared file position, fork-safe)."""
+
+    def __init__(self):
+        self.pid, self.fds = os.getpid(), {}
+
+    def read(self, ref: ImageRef) -> bytes:
+        if self.pid != os.getpid():      # a DataLoader worker: its own descriptors
+            self.pid, self.fds = os.getpid(), {}
+        fd = self.fds.get(ref.path)
+        if fd is None:
+            try:
+                fd = self.fds[ref.path] = os.open(ref.path, os.O_RDONLY)
+            except OSError as exc:
+                raise ReidError(f"{ref.path}: cannot reopen the training shard ({exc.strerror})") from None
+        data = os.pread(fd, ref.size, ref.offset)
+        if len(data) != ref.size:
+            raise ReidError(f"{ref.path}: shard changed during training (short read at byte {ref.offset})")
+        return data
+
+
+_FILES = _ImageFiles()
+
+
+def image_bytes(data: ImageRef | bytes) -> bytes:
+    """The encoded image of a record's `data`, read from its shard when it is an `ImageRef`."""
+    return _FILES.read(data) if isinstance(data, ImageRef) else data
+
+
+def read_records(shards: list[str], *, generated: bool, keep=None, need_source: bool = False,
+                 in_memory: bool = False) -> list[Record]:
+    """Records of every sample in `shards`. `keep(meta, key)` -> False drops the image;
+    `need_source`: every sample must name the real image it was made from (progressive pairing).
+    Images of local uncompressed tars are indexed (`ImageRef`), others kept as bytes; `in_memory`
+    keeps every image's bytes (the behaviour before the index; benchmarks compare the two)."""
     from reidtools.shards import image_field, iter_samples, require
 
     out: list[Record] = []
+    offsets: dict[str, tuple[int, int]] | None = None
+    indexed_shard = None
     for sample in iter_samples(shards):
         hint = "generated shards must carry the metadata of their source" if generated else None
         m = require(sample, "pid", "camid", "clothes", hint=hint)
@@ -67,6 +141,13 @@ def read_records(shards: list[str], *, generated: bool, keep=None, need_source: 
             buf = io.BytesIO()
             data.save(buf, format="PNG")
             data = buf.getvalue()
+        elif data is not None and not in_memory:
+            shard = sample["__shard__"]
+            if shard != indexed_shard:   # iter_samples validated this shard; its headers give the offsets
+                indexed_shard, offsets = shard, (tar_offsets(shard) if _seekable_tar(shard) else None)
+            where = offsets.get(f"{key}.{field_name}") if offsets is not None else None
+            if where is not None and where[1] == len(data):
+                data = ImageRef(os.path.abspath(shard), *where)
         out.append(Record(key=key, pid=int(m["pid"]), camid=int(m["camid"]), clothes=str(m["clothes"]),
                           data=data, generated=generated, source=(m.get("source") or key) if generated else None,
                           dataset=str(m.get("dataset", ""))))
@@ -205,7 +286,7 @@ class BatchLoader:
         arrays, boxes = [], []
         for slot, j in enumerate(idx):
             r = self.records[j]
-            img = decode_resize(r.data, self.size)
+            img = decode_resize(image_bytes(r.data), self.size)
             box = None
             if self.augment_cfg is not None:
                 img, box = augment(img, rng(self.seed, "aug", self.epoch, i, slot, r.key), self.augment_cfg)
@@ -220,7 +301,7 @@ class BatchLoader:
         if self.diffusion_size:
             side = self.diffusion_size
             extra["diffusion"] = torch.from_numpy(np.stack([
-                np.asarray(Image.open(io.BytesIO(self.records[j].data)).convert("RGB").resize((side, side), Image.BICUBIC),
+                np.asarray(Image.open(io.BytesIO(image_bytes(self.records[j].data))).convert("RGB").resize((side, side), Image.BICUBIC),
                            dtype=np.uint8) for j in idx]))
         return {
             **extra,
