@@ -1,6 +1,6 @@
 """`reid invert`: DiVE identity tokens + camera-code LoRA (fit), and sampling from them (sample).
 
-CLI glue only; the library is reidtools.generate.inversion.model.
+CLI glue only; the library is reidtools.generate.inversion (training, sample).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def fit_cmd(inputs, output, base, rank, lr, steps, batch_size, size, min_images_
     run would have seen. Runs on several GPUs with `accelerate launch`.
     """
     from reidtools.commands._options import parse_size
-    from reidtools.generate.inversion.model import FitOptions, fit
+    from reidtools.generate.inversion.training import FitOptions, fit
     from reidtools.shards import expand_inputs
 
     if output == "-":
@@ -128,7 +128,8 @@ def sample_cmd(ckpt_dir, output, ids, cameras, per_id, steps, scheduler, guidanc
     finished shards are skipped on a re-run.
     """
     from reidtools.commands._options import parse_size
-    from reidtools.generate.inversion.model import read_manifest, select_cameras, select_ids
+    from reidtools.generate.inversion.checkpoint import read_manifest
+    from reidtools.generate.inversion.sample import select_cameras, select_ids
     from reidtools.generate.inversion.sample import sample_to
 
     manifest = read_manifest(ckpt_dir)

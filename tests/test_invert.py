@@ -9,7 +9,12 @@ import pytest
 
 from reidtools.commands import main
 from reidtools.errors import ReidError
-from reidtools.generate.inversion import model as inv
+from reidtools.generate.inversion.checkpoint import EMBEDS, LORA
+from reidtools.generate.inversion.data import PAPER_TEMPLATE, camera_codes, caption, id_token, read_train_set
+from reidtools.generate.inversion.model import PlaceholderRows, add_id_tokens
+from reidtools.generate.inversion.sample import Job, select_cameras, select_ids
+from reidtools.generate.inversion.training import FitOptions
+from reidtools.generate.training import batch_indices
 
 FIT = ["--steps", "3", "--batch-size", "2", "--size", "64x32", "--min-images-per-id", "4", "--rank", "4",
        "--lr", "1e-2", "--save-every", "1", "-q"]
@@ -50,10 +55,10 @@ def test_fit_writes_a_complete_checkpoint(ckpt, synth_ir_dir):
     cams = man["cameras"]
     assert {(v["modality"], v["camid"]) for v in cams.values()} == {("rgb", 1), ("ir", 2)}
     assert all(len(v["code"]) == 8 and v["code"].isalnum() for v in cams.values())
-    embeds = load_file(str(ckpt / inv.EMBEDS))
+    embeds = load_file(str(ckpt / EMBEDS))
     assert sorted(embeds) == sorted(v["token"] for v in man["ids"].values())
     assert all(t.shape == (1, 32) for t in embeds.values())
-    lora = load_file(str(ckpt / inv.LORA))
+    lora = load_file(str(ckpt / LORA))
     assert lora and all(k.startswith("unet.") for k in lora)
     assert any("to_q" in k for k in lora) and not any("to_out" in k for k in lora)   # paper: q, k, v only
 
@@ -67,12 +72,12 @@ def test_checkpoint_loads_with_diffusers_own_loaders(ckpt, tiny_sd):
     base_rows = base.text_encoder.get_input_embeddings().weight.detach().clone()
     base_q = dict(base.unet.named_parameters())["down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.weight"].detach().clone()
     init = base_rows[base.tokenizer.encode("person", add_special_tokens=False)].mean(0)
-    embeds = load_file(str(ckpt / inv.EMBEDS))
+    embeds = load_file(str(ckpt / EMBEDS))
     tokens = list(embeds)
 
     pipe = StableDiffusionPipeline.from_pretrained(tiny_sd, safety_checker=None, requires_safety_checker=False)
     pipe.load_textual_inversion([{t: embeds[t]} for t in tokens], token=tokens)
-    pipe.load_lora_weights(str(ckpt), weight_name=inv.LORA)
+    pipe.load_lora_weights(str(ckpt), weight_name=LORA)
     rows = pipe.text_encoder.get_input_embeddings().weight.detach()
     n = base_rows.shape[0]
     assert torch.equal(rows[:n], base_rows)                      # the base vocabulary is untouched
@@ -100,10 +105,10 @@ def test_only_placeholder_rows_are_trained(tiny_sd):
     tok = CLIPTokenizer.from_pretrained(tiny_sd, subfolder="tokenizer")
     te = CLIPTextModel.from_pretrained(tiny_sd, subfolder="text_encoder")
     te.requires_grad_(False)
-    first = inv.add_id_tokens(tok, te, ["<id_1>", "<id_2>"], "person")
+    first = add_id_tokens(tok, te, ["<id_1>", "<id_2>"], "person")
     emb = te.get_input_embeddings()
     before = emb.weight.detach().clone()
-    rows = inv.PlaceholderRows(emb, first, emb.weight[first:])
+    rows = PlaceholderRows(emb, first, emb.weight[first:])
     opt = torch.optim.AdamW([rows.weight], lr=0.1, weight_decay=0.1)
     ids = tok(["a photo of a <id_1> person", "<id_2>"], padding="max_length", max_length=77,
               return_tensors="pt").input_ids
@@ -157,7 +162,7 @@ def test_resume_reproduces_an_uninterrupted_run(ckpt, tiny_sd, synth_ir_dir, tmp
     assert json.loads((out / "manifest.json").read_text())["step"] == 2
     assert run(args) == 1                                          # exists: needs --resume
     assert run([*args, "--resume"]) == 0
-    for name in (inv.EMBEDS, inv.LORA):
+    for name in (EMBEDS, LORA):
         a, b = load_file(str(out / name)), load_file(str(ckpt / name))
         assert sorted(a) == sorted(b)
         for k in a:
@@ -172,37 +177,37 @@ def test_fit_rejects_too_few_images(tiny_sd, synth_ir_dir, tmp_path, capsys):
 
 
 def test_camera_codes_are_fixed_distinct_and_sized():
-    a = inv.camera_codes(["rgb1", "ir2", "ir3"], 8, seed=0)
-    assert a == inv.camera_codes(["ir3", "ir2", "rgb1"], 8, seed=0)
-    assert a["ir2"] == inv.camera_codes(["ir2"], 8, seed=0)["ir2"]   # independent of the other cameras
+    a = camera_codes(["rgb1", "ir2", "ir3"], 8, seed=0)
+    assert a == camera_codes(["ir3", "ir2", "rgb1"], 8, seed=0)
+    assert a["ir2"] == camera_codes(["ir2"], 8, seed=0)["ir2"]   # independent of the other cameras
     assert len({c.lower() for c in a.values()}) == 3 and all(len(c) == 8 for c in a.values())
-    assert all(len(c) == 4 for c in inv.camera_codes(["rgb1", "ir2"], 4, seed=0).values())   # released code
-    assert inv.camera_codes(["ir2"], 8, seed=1) != inv.camera_codes(["ir2"], 8, seed=0)
+    assert all(len(c) == 4 for c in camera_codes(["rgb1", "ir2"], 4, seed=0).values())   # released code
+    assert camera_codes(["ir2"], 8, seed=1) != camera_codes(["ir2"], 8, seed=0)
 
 
 def test_batches_depend_only_on_seed_and_step():
     n, b = 7, 3
-    seq = [i for s in range(7) for i in inv.batch_indices(n, s, b, seed=0)]
+    seq = [i for s in range(7) for i in batch_indices(n, s, b, seed=0)]
     for e in range(3):                                             # every epoch is a permutation
         assert sorted(seq[e * n:(e + 1) * n]) == list(range(n))
-    assert inv.batch_indices(n, 4, b, seed=0) == seq[12:15]
+    assert batch_indices(n, 4, b, seed=0) == seq[12:15]
 
 
 def test_captions_and_camera_selection():
-    assert inv.caption(inv.PAPER_TEMPLATE, "b8zBXKoH", "<id_3>", True) == "a b8zBXKoH photo of a <id_3> person"
-    assert inv.caption(inv.PAPER_TEMPLATE, "b8zBXKoH", "<id_3>", False) == "b8zBXKoH"
+    assert caption(PAPER_TEMPLATE, "b8zBXKoH", "<id_3>", True) == "a b8zBXKoH photo of a <id_3> person"
+    assert caption(PAPER_TEMPLATE, "b8zBXKoH", "<id_3>", False) == "b8zBXKoH"
     man = {"cameras": {"rgb1": {"modality": "rgb"}, "ir2": {"modality": "ir"}, "ir5": {"modality": "ir"}},
            "ids": {"a/1": {"pid": 1}, "a/4": {"pid": 4}, "b/4": {"pid": 4}}}
-    assert inv.select_cameras(man, None) == ["ir2", "ir5"]
-    assert inv.select_cameras(man, ["rgb", "ir5"]) == ["rgb1", "ir5"]
+    assert select_cameras(man, None) == ["ir2", "ir5"]
+    assert select_cameras(man, ["rgb", "ir5"]) == ["rgb1", "ir5"]
     with pytest.raises(ReidError, match="knows cameras"):
-        inv.select_cameras(man, ["ir9"])
-    assert inv.select_ids(man, None) == ["a/1", "a/4", "b/4"]
-    assert inv.select_ids(man, ["1", "b/4"]) == ["a/1", "b/4"]
+        select_cameras(man, ["ir9"])
+    assert select_ids(man, None) == ["a/1", "a/4", "b/4"]
+    assert select_ids(man, ["1", "b/4"]) == ["a/1", "b/4"]
     with pytest.raises(ReidError, match="not in the checkpoint"):
-        inv.select_ids(man, ["2"])
+        select_ids(man, ["2"])
     with pytest.raises(ReidError, match="ambiguous"):
-        inv.select_ids(man, ["4"])
+        select_ids(man, ["4"])
 
 
 def test_mixed_datasets_keep_equal_pids_apart(tmp_path):
@@ -216,14 +221,14 @@ def test_mixed_datasets_keep_equal_pids_apart(tmp_path):
                                                  ("sysu", 1, "ir", 3), ("sysu", 1, "rgb", 1), ("sysu", 2, "ir", 3)]):
             w.write({"__key__": f"k{i}", "json": {"dataset": ds, "pid": pid, "camid": cam, "modality": mod},
                      "jpg": Image.new("RGB", (16, 32))})
-    ts = inv.read_train_set([str(tmp_path / "mix-000000.tar")], inv.FitOptions(min_images_per_id=2))
+    ts = read_train_set([str(tmp_path / "mix-000000.tar")], FitOptions(min_images_per_id=2))
     assert sorted(ts.id_info) == ["market/1", "sysu/1"] and ts.skipped == {"sysu/2": 1}
-    assert inv.id_token(ts.id_info["market/1"], ts.multi) == "<id_market_1>"
+    assert id_token(ts.id_info["market/1"], ts.multi) == "<id_market_1>"
     assert set(ts.cam_info) == {"market-rgb1", "market-rgb2", "sysu-ir3", "sysu-rgb1"}
     assert ts.cam_info["sysu-ir3"] == {"modality": "ir", "camid": 3, "dataset": "sysu"}
-    assert inv.Job("sysu/1", "sysu-ir3", 4).key == "dive-sysu_1-sysu-ir3-004"
-    per_mod = inv.read_train_set([str(tmp_path / "mix-000000.tar")],
-                                 inv.FitOptions(min_images_per_id=2, codes_per="modality"))
+    assert Job("sysu/1", "sysu-ir3", 4).key == "dive-sysu_1-sysu-ir3-004"
+    per_mod = read_train_set([str(tmp_path / "mix-000000.tar")],
+                                 FitOptions(min_images_per_id=2, codes_per="modality"))
     assert set(per_mod.cam_info) == {"market-rgb", "sysu-ir", "sysu-rgb"}
 
 
@@ -242,4 +247,4 @@ def test_fit_with_two_processes(tiny_sd, synth_ir_dir, tmp_path):
                     str(synth_ir_dir / "train-000000.tar"), "-o", str(out), "--base", tiny_sd, "--device", "cpu",
                     *FIT], check=True, timeout=900)
     assert json.loads((out / "manifest.json").read_text())["step"] == 3
-    assert len(load_file(str(out / inv.EMBEDS))) == 4
+    assert len(load_file(str(out / EMBEDS))) == 4

@@ -1,4 +1,5 @@
-"""Writing `reid invert sample` output: jobs (pid x camera x index) into atomic shards.
+"""`reid invert sample`: new images of any identity under any camera (DiVE), as jobs (pid x camera x
+index) written into atomic shards.
 
 Output shard n holds jobs [n*shard_size, (n+1)*shard_size) of the fixed job order, so a re-run skips
 finished shards and array tasks (every count-th shard) never collide.
@@ -8,11 +9,97 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+from dataclasses import dataclass
 
 from reidtools.errors import ReidError
-from reidtools.generate.inversion.model import generate, jobs, load_pipeline
+from reidtools.generate.inversion.checkpoint import load_pipeline
+from reidtools.generate.inversion.data import PAPER_TEMPLATE
+from reidtools.seeding import derive_seed
 
 log = logging.getLogger("reidtools")
+
+
+def select_cameras(manifest: dict, wanted: list[str] | None) -> list[str]:
+    """Camera keys to sample: names (`ir3`) or modalities (`ir`); default every IR camera (DiVE
+    synthesises infrared images), or every camera when the checkpoint has no IR camera."""
+    cams = manifest["cameras"]
+    if not wanted:
+        ir = [k for k, v in cams.items() if v["modality"] == "ir"]
+        return sorted(ir or cams)
+    out: list[str] = []
+    for w in wanted:
+        if w in cams:
+            out.append(w)
+        elif any(v["modality"] == w for v in cams.values()):
+            out.extend(k for k, v in sorted(cams.items()) if v["modality"] == w)
+        else:
+            raise ReidError(f"--cameras {w!r}: the checkpoint knows cameras {', '.join(sorted(cams))}")
+    return list(dict.fromkeys(out))
+
+
+def select_ids(manifest: dict, wanted: list[str] | None) -> list[str]:
+    """Identity keys to sample: keys ("17", "market/17") or bare pids when they are unambiguous."""
+    ids = manifest["ids"]
+    if not wanted:
+        return list(ids)
+    out = []
+    for w in wanted:
+        w = str(w).strip()
+        hits = [w] if w in ids else [k for k, v in ids.items() if str(v["pid"]) == w]
+        if len(hits) != 1:
+            why = "is ambiguous (use DATASET/PID)" if hits else "is not in the checkpoint"
+            raise ReidError(f"--ids: {w} {why}; it has {len(ids)} identities, e.g. {next(iter(ids))}")
+        out.append(hits[0])
+    return list(dict.fromkeys(out))
+
+
+@dataclass
+class Job:
+    identity: str    # identity key of the manifest
+    camera: str      # camera key of the manifest
+    index: int
+
+    @property
+    def key(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_-]", "_", f"dive-{self.identity}-{self.camera}-{self.index:03d}")
+
+
+def jobs(ids: list[str], cameras: list[str], per_id: int) -> list[Job]:
+    return [Job(p, c, i) for p in ids for c in cameras for i in range(per_id)]
+
+
+def generate(pipe, manifest: dict, batch: list[Job], *, seed: int, steps: int, guidance: float,
+             size: tuple[int, int], scheduler: str, ckpt_dir: str, template: str | None = None) -> list[dict]:
+    """Samples for `batch`: one image per job, each from its own seed derive_seed(seed, identity,
+    camera, index), so an image does not depend on the batch it was made in."""
+    import torch
+
+    template = template or manifest["options"].get("template", PAPER_TEMPLATE)
+    prompts, gens, seeds = [], [], []
+    for j in batch:
+        cam = manifest["cameras"][j.camera]
+        prompts.append(template.format(camera=cam["code"], id=manifest["ids"][j.identity]["token"]))
+        s = derive_seed(seed, j.identity, j.camera, j.index)
+        seeds.append(s)
+        gens.append(torch.Generator("cpu").manual_seed(s))
+    h, w = size
+    images = pipe(prompt=prompts, height=h, width=w, num_inference_steps=steps, guidance_scale=guidance,
+                  generator=gens, output_type="pil").images
+    out = []
+    for j, img, prompt, s in zip(batch, images, prompts, seeds):
+        cam, ident = manifest["cameras"][j.camera], manifest["ids"][j.identity]
+        meta = {"split": "train", "pid": ident["pid"], "modality": cam["modality"],
+                "history": [{"tool": "invert", "model": manifest["base"], "seed": s, "prompt": prompt,
+                             "parameters": {"checkpoint": os.path.abspath(ckpt_dir), "camera": j.camera,
+                                            "index": j.index, "steps": steps, "scheduler": scheduler,
+                                            "guidance_scale": guidance, "size": [h, w]}}]}
+        if cam.get("camid") is not None:
+            meta["camid"] = cam["camid"]
+        if ident.get("dataset"):
+            meta["dataset"] = ident["dataset"]
+        out.append({"__key__": j.key, "__shard__": "<invert>", "json": meta, "jpg": img})
+    return out
 
 
 def sample_to(ckpt_dir: str, output: str, manifest: dict, ids: list[int], cameras: list[str], *, per_id: int,

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from reidtools.errors import ReidError, SampleError
 from reidtools.generate.posegen.conditions import condition_fields, condition_tensors, extras_of, image_bytes
 from reidtools.seeding import rng
+
+if TYPE_CHECKING:
+    from reidtools.generate.posegen.training import FitOptions
 
 log = logging.getLogger("reidtools")
 
