@@ -97,6 +97,9 @@ _kp = click.option("--keypoints", default=None,
 @_kp
 @click.option("--skeleton-threshold", type=click.FloatRange(0, 1), default=0.3,
               help="Keypoints below this confidence are not drawn in the skeleton.")
+@click.option("--render-conditions", is_flag=True,
+              help="Render the depth/normal maps of each target image from its own lifted pose with the "
+                   "body renderer of `reid posegen poses` (instead of reading depth.png/normal.png).")
 @click.option("--uncond-prob", type=click.FloatRange(0, 1, max_open=True), default=0.1,
               help="Steps that drop the reference, for classifier-free guidance (AnimateAnyone's code: 0.1).")
 @click.option("--mixed-precision", type=click.Choice(["auto", "no", "fp16", "bf16"]), default="auto",
@@ -106,12 +109,12 @@ _kp = click.option("--keypoints", default=None,
 @click.option("--device", default=None, help="cpu to force the CPU [default: accelerate's choice].")
 @seed_option
 def fit_cmd(inputs, output, base, image_encoder, conditions, guider_channels, inject, train_reference, lr, steps,
-            batch_size, size, tau_ref, tau_tar, keypoints, skeleton_threshold, uncond_prob, mixed_precision,
+            batch_size, size, tau_ref, tau_tar, keypoints, skeleton_threshold, render_conditions, uncond_prob, mixed_precision,
             save_every, resume, device, seed):
     """Train pose guiders and the denoising U-Net on same-identity pairs.
 
     Every input sample needs `pid`, `pose` (run `reid pose`) and an image; depth/normal conditions
-    need `depth.png`/`normal.png`. Targets pass pose-target (eq. 4) and have another image of their
+    need `depth.png`/`normal.png`, or --render-conditions to render them from the pose. Targets pass pose-target (eq. 4) and have another image of their
     pid passing pose-ref (eq. 3), which is drawn as the reference. Loss: eq. 1 (noise MSE). The
     checkpoint is written every --save-every steps and at the end; --resume continues it with the
     same batches a single run would have seen. Runs on several GPUs with `accelerate launch`.
@@ -135,7 +138,7 @@ def fit_cmd(inputs, output, base, image_encoder, conditions, guider_channels, in
                       guider_channels=channels, inject=inject, train_reference=train_reference, lr=lr, steps=steps,
                       batch_size=batch_size, size=parse_size(size, "--size", multiple=8), tau_ref=tau_ref,
                       tau_tar=tau_tar, keypoints=_keypoints(keypoints), skeleton_threshold=skeleton_threshold,
-                      uncond_prob=uncond_prob, mixed_precision=mixed_precision, save_every=save_every, seed=seed)
+                      render_conditions=render_conditions, uncond_prob=uncond_prob, mixed_precision=mixed_precision, save_every=save_every, seed=seed)
     _quiet_loaders()
     manifest = fit(expand_inputs(list(inputs)), output, opts, resume=resume, progress=progress_enabled(), device=device)
     logging.getLogger("reidtools").info("checkpoint %s: %d pairs' targets over %d ids, step %d, loss %.4f", output,
@@ -150,6 +153,9 @@ def fit_cmd(inputs, output, base, image_encoder, conditions, guider_channels, in
 @click.option("--poses", multiple=True, metavar="POSE_SHARDS|dataset",
               help="Target poses: shards (paths, globs, brace patterns; repeatable) [default: dataset = the "
                    "person shards' own poses].")
+@click.option("--targets", multiple=True, metavar="TARGET_SHARDS",
+              help="Target conditions from `reid posegen poses` (pose, depth.png, normal.png per identity; "
+                   "repeatable): one image per target of each identity, instead of --poses/--per-id.")
 @click.option("--per-id", type=click.IntRange(min=1), default=15, help="Images per identity (paper Fig. 2: ~15 best).")
 @click.option("--steps", type=click.IntRange(min=1), default=25, help="Denoising steps (no paper value).")
 @click.option("--scheduler", type=click.Choice(["ddim", "dpm++"]), default="ddim", help="Sampler (AnimateAnyone: DDIM).")
@@ -167,13 +173,15 @@ def fit_cmd(inputs, output, base, image_encoder, conditions, guider_channels, in
 @click.option("--device", default=None, help="Device [default: best available].")
 @task_options
 @seed_option
-def sample_cmd(ckpt_dir, inputs, output, poses, per_id, steps, scheduler, guidance, size, tau_ref, tau_tar, keypoints,
+def sample_cmd(ckpt_dir, inputs, output, poses, targets, per_id, steps, scheduler, guidance, size, tau_ref, tau_tar, keypoints,
                base, image_encoder, batch_size, dtype, device, shard_index, num_shards, seed):
     """Render every identity in poses from a pose bank.
 
     For each pid of PERSON_SHARDS, --per-id images: each draws a reference image of the pid passing
     pose-ref (eq. 3) and a target pose passing pose-target (eq. 4) from the bank, from (--seed, pid,
     index), with its own noise seed, so output depends on neither --batch-size nor task splitting.
+    With --targets (from `reid posegen poses`), a pid gets one image per target made for it, which
+    supplies the pose and the depth/normal maps.
     Output shards follow the input shard holding each pid's first image; keys are
     `REFKEY-poseNNN`, with `source` = the reference and the target pose in
     history[-1].parameters.target_pose for `reid filter --rule pose-gen`. The reference's own `pose`
@@ -191,9 +199,18 @@ def sample_cmd(ckpt_dir, inputs, output, poses, per_id, steps, scheduler, guidan
         if "dataset" in poses:
             raise click.BadParameter("`dataset` cannot be mixed with pose shards", param_hint="--poses")
         pose_shards = expand_inputs(list(poses))
+    target_shards = None
+    if targets:
+        ctx = click.get_current_context()
+        for name, hint in (("poses", "--poses"), ("per_id", "--per-id")):
+            if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
+                raise click.BadParameter("--targets sets each identity's target poses and their number",
+                                         param_hint=hint)
+        target_shards = expand_inputs(list(targets))
     index, count = resolve_task(shard_index, num_shards)
     _quiet_loaders()
-    sample_to(ckpt_dir, expand_inputs(list(inputs)), output, manifest, poses=pose_shards, per_id=per_id, steps=steps,
+    sample_to(ckpt_dir, expand_inputs(list(inputs)), output, manifest, poses=pose_shards, targets=target_shards,
+              per_id=per_id, steps=steps,
               scheduler=scheduler, guidance=guidance, size=hw, batch_size=batch_size, dtype=dtype, device=device,
               seed=seed, tau_ref=tau_ref, tau_tar=tau_tar, keypoints=_keypoints(keypoints), base=base,
               image_encoder=image_encoder, task=(index, count), progress=progress_enabled())

@@ -382,3 +382,24 @@ def test_task_split_writes_the_same_images_as_one_task(ckpt, synth_dir, tmp_path
         b = {s["__key__"]: np.asarray(image(s)) for s in iter_samples([str(tmp_path / "two" / name)])}
         assert a.keys() == b.keys() and len(a) == 4          # 4 train ids, 4 test ids
         assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_poses_targets_feed_sample(ckpt, synth_dir, tmp_path):
+    """`reid posegen poses` -> `reid posegen sample --targets`: one image per target, its pose recorded."""
+    from reidtools.shards import iter_samples, meta
+
+    train = str(synth_dir / "train-000000.tar")
+    assert run(["posegen", "poses", train, "-o", str(tmp_path / "t"), "--per-id", "2", "--size", "64x32",
+                "--conditions", "skeleton", "-q"]) == 0
+    targets = {s["__key__"]: meta(s) for s in iter_samples([str(tmp_path / "t" / "train-000000.tar")])}
+    assert run(["posegen", "sample", str(ckpt), train, "-o", str(tmp_path / "g"), "--targets", str(tmp_path / "t"),
+                "--steps", "1", "--guidance", "1", "--tau-ref", "0.2", "-q"]) == 0
+    out = list(iter_samples([str(tmp_path / "g" / "train-000000.tar")]))
+    assert len(out) == len(targets) == 4 * 2
+    for s in out:
+        m = meta(s)
+        p = m["history"][-1]["parameters"]
+        t = targets[p["target_source"]]
+        assert (t["pid"], t["target_index"]) == (m["pid"], p["index"]) and p["pose_bank"] == "targets"
+        assert p["target_pose"] == t["pose"] and p["target_viewpoint"] == t["viewpoint"]
+

@@ -320,3 +320,47 @@ def test_poses_from_a_joint_file_and_clear_errors(synth_dir, tmp_path, capsys):
     assert "pose 'x' must have 33" in capsys.readouterr().err
     assert run(["posegen", "poses", train, "-o", str(tmp_path / "i"), "--viewpoints", "nowhere.json"]) == 2
     assert run(["posegen", "poses", train, "-o", str(tmp_path / "j"), "--conditions", "skeleton,albedo"]) == 2
+
+
+# ----------------------------------------------------------------------------- poses | fit | sample
+FIT = ["--guider-channels", "4,8,8,16", "--size", "64x32", "--batch-size", "2", "--tau-ref", "0.2",
+       "--tau-tar", "0.5", "--lr", "1e-3", "--save-every", "1", "-q"]
+
+
+@pytest.mark.slow   # a fit of its own (~50 s on a busy 2-core machine); the default suite's twin is in test_posegen.py
+def test_poses_then_sample_end_to_end_on_rendered_maps(synth_dir, tmp_path):
+    from reidtools.generate.posegen.conditions import condition_tensors
+    from reidtools.shards import image, iter_samples, meta
+    from reidtools.testing.posegen import write_tiny_posegen
+
+    models = write_tiny_posegen(str(tmp_path / "models"))
+    train = str(synth_dir / "train-000000.tar")
+    ckpt = tmp_path / "ckpt"
+    # fit on depth/normal maps rendered for the training images' own poses
+    assert run(["posegen", "fit", train, "-o", str(ckpt), "--base", models["base"], "--image-encoder",
+                models["image_encoder"], *FIT, "--steps", "1", "--conditions", "skeleton,depth,normal",
+                "--render-conditions"]) == 0
+    assert json.loads((ckpt / "manifest.json").read_text())["options"]["render_conditions"] is True
+    targets = tmp_path / "targets"
+    assert run(["posegen", "poses", train, "-o", str(targets), "--per-id", "2", "--size", "64x32",
+                "--viewpoints", "uniform", "-q"]) == 0
+    made = {s["__key__"]: s for s in iter_samples([str(targets / "train-000000.tar")])}
+    # the guiders read the 16-bit depth at full precision (more levels than an 8-bit map could hold)
+    some = next(iter(made.values()))
+    d = condition_tensors(meta(some)["pose"], {"depth": some["depth.png"]}, ["depth"], (64, 32), 0.3)["depth"]
+    assert len(torch.unique(d[d > 0])) > 0 and float(d.max()) <= 1.0
+    out = tmp_path / "gen"
+    assert run(["posegen", "sample", str(ckpt), train, "-o", str(out), "--targets", str(targets / "train-000000.tar"),
+                "--steps", "1", "--guidance", "1", "--tau-ref", "0.2", "-q"]) == 0
+    gen = list(iter_samples([str(out / "train-000000.tar")]))
+    assert len(gen) == 4 * 2                               # one image per target of each of the 4 ids
+    for s in gen:
+        m = meta(s)
+        p = m["history"][-1]["parameters"]
+        t = meta(made[p["target_source"]])
+        assert p["pose_bank"] == "targets" and t["pid"] == m["pid"] and t["target_index"] == p["index"]
+        assert p["target_pose"]["points"] == t["pose"]["points"] and p["target_viewpoint"] == t["viewpoint"]
+        assert image(s).size == (32, 64)
+    # --targets fixes the number per identity: --per-id with it is a usage error
+    assert run(["posegen", "sample", str(ckpt), train, "-o", str(tmp_path / "x"), "--targets", str(targets),
+                "--per-id", "3", "-q"]) == 2

@@ -33,12 +33,20 @@ def condition_tensors(pose: dict, extras: dict, conditions, size, threshold: flo
                 raise SampleError(*where, f"--conditions {name} needs the field {CONDITION_FIELDS[name]!r}")
             try:
                 img = data if isinstance(data, Image.Image) else Image.open(io.BytesIO(data))
-                img = img.convert("L" if name == "depth" else "RGB")
+                if name == "depth" and img.mode.startswith("I;16"):
+                    # `reid posegen poses` writes 16-bit depth: keep its precision (convert("L") clips)
+                    img = Image.fromarray(np.asarray(img, dtype=np.float32) / 65535.0, "F")
+                else:
+                    from reidtools.shards.images import decode
+
+                    img = decode(img, "L" if name == "depth" else "RGB", shard=where[0], key=where[1],
+                                 field=CONDITION_FIELDS[name])
             except OSError as exc:
                 raise SampleError(*where, f"field {CONDITION_FIELDS[name]!r} is not a readable image ({exc})") from None
             if img.size != (w, h):
                 img = img.resize((w, h), Image.BILINEAR)
-        a = np.asarray(img, dtype=np.float32) / 255.0
+        a = np.array(img, dtype=np.float32)
+        a = a if img.mode == "F" else a / 255.0
         a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
         out[name] = torch.from_numpy(np.ascontiguousarray(a))
     return out

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from reidtools.errors import ReidError, SampleError
-from reidtools.generate.posegen.conditions import condition_fields, condition_tensors, extras_of, image_bytes
+from reidtools.generate.posegen.conditions import condition_fields, condition_tensors, image_bytes
 from reidtools.seeding import rng
 
 if TYPE_CHECKING:
@@ -58,14 +58,20 @@ def read_pairs(shards: list[str], opts: FitOptions) -> PairSet:
         if ref_rule(sample).passed:
             ps.refs.setdefault(pid, []).append(i)
         is_target.append(tar_rule(sample).passed)
+        extras = {k: image_bytes(sample, f) for k, f in condition_fields(sample, opts.conditions).items()}
+        where = (sample["__shard__"], sample["__key__"])
+        if is_target[-1] and getattr(opts, "render_conditions", False):
+            from reidtools.generate.posegen.targets import image_size, own_view_maps
+
+            extras.update(own_view_maps(m["pose"], image_size(sample, fld), opts.size, opts.conditions, where))
         if is_target[-1]:
             # conditions of a target must be present (checked now, not at step 10,000)
-            condition_tensors(m["pose"], extras_of(sample, opts.conditions), opts.conditions, (8, 8),
-                              opts.skeleton_threshold, (sample["__shard__"], sample["__key__"]))
+            condition_tensors(m["pose"], extras, opts.conditions, (8, 8),
+                              opts.skeleton_threshold, where)
         ps.images.append(image_bytes(sample, fld))
         ps.pids.append(pid)
         ps.poses.append(m["pose"])
-        ps.extras.append({k: image_bytes(sample, f) for k, f in condition_fields(sample, opts.conditions).items()})
+        ps.extras.append(extras)
         ps.where.append((sample["__shard__"], sample["__key__"]))
         if m.get("dataset"):
             datasets.add(str(m["dataset"]))

@@ -2,6 +2,9 @@
 
 - Pose bank: the poses (and depth/normal fields, when the checkpoint uses them) of the samples that
   pass pose-target (eq. 4), from `--poses` shards or, by default, from the person shards themselves.
+- Or `--targets`: the target-condition samples `reid posegen poses` made per identity (pose,
+  depth.png, normal.png, viewpoint); an identity gets one image per target made for it, target
+  index = image index, and no pose bank is drawn from.
 - References: an identity's images that pass pose-ref (eq. 3). An identity is (dataset, pid), so
   equal pids of different datasets stay apart.
 - Job (identity, index), index < per_id: reference and target pose drawn by rng(seed, "posegen",
@@ -41,6 +44,7 @@ class PoseEntry:
     pose: dict
     extras: dict = field(default_factory=dict)
     camid: int | None = None
+    viewpoint: dict | None = None   # targets of `reid posegen poses`: {"azimuth", "elevation"}
 
 
 @dataclass
@@ -64,8 +68,17 @@ class Job:
         return f"{self.ref.key}-pose{self.index:03d}"
 
 
-def _pose_entry(sample: dict, m: dict, conditions) -> PoseEntry:
+def _pose_entry(sample: dict, m: dict, conditions, render_size=None) -> PoseEntry:
     extras = {k: image_bytes(sample, f) for k, f in condition_fields(sample, conditions).items()}
+    if render_size is not None:   # a checkpoint fit with --render-conditions: the same renderer's maps
+        from reidtools.generate.posegen.targets import image_size, own_view_maps
+        from reidtools.shards import image_field
+
+        fld = image_field(sample)
+        if fld is None:
+            raise SampleError(sample["__shard__"], sample["__key__"], "no image field (rendering needs its size)")
+        extras.update(own_view_maps(m["pose"], image_size(sample, fld), render_size, conditions,
+                                    (sample["__shard__"], sample["__key__"])))
     missing = [c for c in conditions if c != "skeleton" and c not in extras]
     if missing:
         raise SampleError(sample["__shard__"], sample["__key__"],
@@ -77,7 +90,7 @@ def _pose_entry(sample: dict, m: dict, conditions) -> PoseEntry:
                      int(camid) if camid is not None else None)
 
 
-def read_pose_bank(shards: list[str], conditions, tau_tar: float, keypoints=None) -> list[PoseEntry]:
+def read_pose_bank(shards: list[str], conditions, tau_tar: float, keypoints=None, render_size=None) -> list[PoseEntry]:
     """The poses of the samples that pass pose-target (eq. 4), in input order."""
     from reidtools.shards import iter_samples
     from reidtools.vision.rules import PoseTarget, sample_pose
@@ -89,8 +102,30 @@ def read_pose_bank(shards: list[str], conditions, tau_tar: float, keypoints=None
         if rule(sample).passed:
             from reidtools.shards import meta
 
-            bank.append(_pose_entry(sample, meta(sample), conditions))
+            bank.append(_pose_entry(sample, meta(sample), conditions, render_size))
     return bank
+
+
+def read_targets(shards: list[str], conditions) -> dict:
+    """{(dataset, pid): [(target_index, PoseEntry), ...] in index order} from `reid posegen poses` output."""
+    from reidtools.shards import iter_samples, meta
+
+    out: dict = {}
+    for sample in iter_samples(shards):
+        m = meta(sample)
+        if "viewpoint" not in m or "target_index" not in m or "pid" not in m or m.get("pose") is None:
+            raise SampleError(sample["__shard__"], sample["__key__"], "not a `reid posegen poses` target "
+                              "(needs pid, pose, viewpoint and target_index)")
+        entry = _pose_entry(sample, m, conditions)
+        entry.viewpoint = dict(m["viewpoint"])
+        out.setdefault(identity(m), []).append((int(m["target_index"]), entry))
+    for ident, items in out.items():
+        items.sort(key=lambda t: t[0])
+        idx = [i for i, _ in items]
+        if len(set(idx)) != len(idx):
+            raise ReidError(f"--targets: identity {ident[0] + '/' if ident[0] else ''}{ident[1]} has target_index "
+                            "values twice (two `posegen poses` runs mixed?)")
+    return out
 
 
 @dataclass
@@ -102,7 +137,7 @@ class PersonScan:
 
 
 def scan_persons(shards: list[str], mine: set[int], *, conditions, tau_ref: float, tau_tar: float, keypoints,
-                 want_bank: bool) -> PersonScan:
+                 want_bank: bool, render_size=None) -> PersonScan:
     """One pass over every person shard: owners of pids, references of this task's pids, and the
     dataset's pose bank if asked."""
     from reidtools.shards import image_field, iter_shard, require
@@ -116,7 +151,7 @@ def scan_persons(shards: list[str], mine: set[int], *, conditions, tau_ref: floa
         for sample in iter_shard(shard):
             m = require(sample, "pid", "pose", hint="`reid posegen sample` needs pids and poses (run `reid pose`)")
             if want_bank and tar_rule(sample).passed:
-                scan.bank.append(_pose_entry(sample, m, conditions))
+                scan.bank.append(_pose_entry(sample, m, conditions, render_size))
             if int(m["pid"]) < 0:
                 continue
             pid = identity(m)
@@ -132,14 +167,19 @@ def scan_persons(shards: list[str], mine: set[int], *, conditions, tau_ref: floa
     return scan
 
 
-def plan_jobs(scan: PersonScan, bank: list[PoseEntry], shard_no: int, per_id: int, seed: int) -> list[Job]:
+def plan_jobs(scan: PersonScan, bank: list[PoseEntry], shard_no: int, per_id: int, seed: int,
+              targets: dict | None = None) -> list[Job]:
     jobs = []
     for ident in sorted(p for p, o in scan.owner.items() if o == shard_no and p in scan.refs):
         refs = scan.refs[ident]
-        for index in range(per_id):
+        made = None if targets is None else targets.get(ident, [])
+        for index in (range(per_id) if made is None else [i for i, _ in made]):
             r = rng(seed, "posegen", *ident, index)
             ref = refs[int(r.integers(len(refs)))]
-            target = bank[int(r.integers(len(bank)))]
+            if made is None:
+                target = bank[int(r.integers(len(bank)))]
+            else:
+                target = next(e for i, e in made if i == index)
             jobs.append(Job(ident, index, ref, target, derive_seed(seed, "posegen-noise", *ident, index)))
     return jobs
 
@@ -238,7 +278,8 @@ def make_sample(job: Job, img, *, model: str, params: dict) -> dict:
     t = job.target
     entry = history_entry("posegen", model=model, seed=job.seed, **params, reference=job.ref.key, index=job.index,
                           target_pose={"format": t.pose["format"], "points": t.pose["points"]},
-                          target_source=t.key, target_camid=t.camid)
+                          target_source=t.key, target_camid=t.camid,
+                          **({"target_viewpoint": t.viewpoint} if t.viewpoint is not None else {}))
     ref = {"__key__": job.ref.key, "__shard__": job.ref.shard, "json": job.ref.meta}
     out = derive(ref, job.key, entry, jpg=img)
     for k in CONTENT_KEYS:
@@ -248,6 +289,7 @@ def make_sample(job: Job, img, *, model: str, params: dict) -> dict:
 
 # ----------------------------------------------------------------------------- writing
 def sample_to(ckpt_dir: str, shards: list[str], output: str, manifest: dict, *, poses: list[str] | None,
+              targets: list[str] | None = None,
               per_id: int, steps: int, scheduler: str, guidance: float, size, batch_size: int, dtype: str,
               device: str | None, seed: int, tau_ref: float, tau_tar: float, keypoints=None,
               base: str | None = None, image_encoder: str | None = None, task=(0, 1), progress: bool = True) -> int:
@@ -275,16 +317,35 @@ def sample_to(ckpt_dir: str, shards: list[str], output: str, manifest: dict, *, 
         todo.append((n, path))
     if not todo:
         return 0
+    if targets is not None and poses is not None:
+        raise ReidError("--targets and --poses both give the target poses: use one")
+    # a checkpoint fit on rendered maps gets the bank's maps from the same renderer (at the output size)
+    render_size = tuple(size) if manifest["options"].get("render_conditions") and set(conditions) - {"skeleton"} else None
     scan = scan_persons(shards, {n for n, _ in todo}, conditions=conditions, tau_ref=tau_ref, tau_tar=tau_tar,
-                        keypoints=keypoints, want_bank=poses is None)
-    bank = scan.bank if poses is None else read_pose_bank(poses, conditions, tau_tar, keypoints)
+                        keypoints=keypoints, want_bank=poses is None and targets is None, render_size=render_size)
+    made = None
+    if targets is not None:
+        made = read_targets(targets, conditions)
+        bank = [e for items in made.values() for _, e in items]
+        mine_ids = {p for p, o in scan.owner.items() if o in {n for n, _ in todo} and p in scan.refs}
+        without = sorted(mine_ids - set(made))
+        if without:
+            log.warning("%d identities have no target in --targets and get no new images: %s", len(without),
+                        ", ".join(f"{d}/{p}" if d else str(p) for d, p in without[:10]))
+        unknown = set(made) - set(scan.owner)
+        if unknown:
+            log.warning("%d identities of --targets are not in the person shards: their targets are unused",
+                        len(unknown))
+    else:
+        bank = scan.bank if poses is None else read_pose_bank(poses, conditions, tau_tar, keypoints, render_size)
     if not bank:
-        raise ReidError(f"the pose bank is empty: no sample of {'the person shards' if poses is None else '--poses'} "
-                        f"passes pose-target (--tau-tar {tau_tar})")
+        what = "--targets" if targets is not None else "the person shards" if poses is None else "--poses"
+        raise ReidError(f"the pose bank is empty: no sample of {what} "
+                        + ("holds a target" if targets is not None else f"passes pose-target (--tau-tar {tau_tar})"))
     if scan.no_ref:
         log.warning("%d identities have no image passing pose-ref (--tau-ref %s) and get no new images: %s",
                     len(scan.no_ref), tau_ref, ", ".join(f"{d}/{p}" if d else str(p) for d, p in sorted(scan.no_ref)[:10]))
-    plans = [(path, plan_jobs(scan, bank, n, per_id, seed)) for n, path in todo]
+    plans = [(path, plan_jobs(scan, bank, n, per_id, seed, made)) for n, path in todo]
     total = sum(len(j) for _, j in plans)
     log.info("%d images for %d identities from a bank of %d poses", total, len(scan.refs), len(bank))
     if total == 0:
@@ -294,7 +355,7 @@ def sample_to(ckpt_dir: str, shards: list[str], output: str, manifest: dict, *, 
     params = {"checkpoint": os.path.abspath(ckpt_dir), "checkpoint_step": manifest.get("step"),
               "image_encoder": gen.image_encoder, "conditions": conditions, "steps": steps, "scheduler": scheduler,
               "guidance_scale": guidance, "size": list(size), "skeleton_threshold": gen.threshold,
-              "pose_bank": "dataset" if poses is None else "shards"}
+              "pose_bank": "targets" if targets is not None else "dataset" if poses is None else "shards"}
     bar = tqdm(total=total, desc="posegen", unit="img", disable=not progress, dynamic_ncols=True, leave=False)
 
     def samples(jobs):

@@ -304,12 +304,15 @@ def calibrate(bank: list[BankPose], *, device=None) -> tuple[np.ndarray, np.ndar
 def own_view_maps(pose: dict, source_size, size, conditions, where=("<memory>", "?")) -> dict:
     """{condition: PNG bytes} of the mean body in a sample's own lifted pose and view, framed as in
     its image: what `fit --render-conditions` trains on, so train and sample maps share a renderer."""
+    wanted = [c for c in conditions if c != "skeleton"]
+    if not wanted:   # the skeleton is drawn from the pose where it is needed
+        return {}
     try:
         lifted = L.lift(pose, source_size)
     except (ValueError, KeyError, TypeError) as exc:
         raise SampleError(*where, f"cannot lift the pose ({exc})") from None
     t = Target(lifted.joints, B.BodyShape(), lifted.azimuth, 0.0, L.frame_source(lifted, size))
-    maps = render_targets([t], size, [c for c in conditions if c != "skeleton"])[0].maps
+    maps = render_targets([t], size, wanted)[0].maps
     out = {}
     for name, img in maps.items():
         buf = io.BytesIO()

@@ -15,7 +15,8 @@ Model (`PoseDiveNet`):
 Training (`fit`, eq. 1: ||eps - eps_theta(z_t, c, t)||^2): pairs (reference, target) of the same pid,
 references kept by eq. 3 (pose-ref) and targets by eq. 4 (pose-target), the very rules of
 `reid filter`. Trains the guiders, the projection and the denoising U-Net (+ the reference U-Net with
-`train_reference`). With probability `uncond_prob` a step drops the reference (zero CLIP embedding,
+`train_reference`). With `render_conditions` the depth/normal maps of a target are rendered from its
+own pose (`reidtools.generate.posegen.targets.own_view_maps`). With probability `uncond_prob` a step drops the reference (zero CLIP embedding,
 no reference features) so sampling can use classifier-free guidance; the paper states neither, the
 value 0.1 is AnimateAnyone's released code, on which Pose-dIVE's architecture is modelled.
 
@@ -61,6 +62,10 @@ class FitOptions:
     tau_tar: float = 0.6                 # eq. 4
     keypoints: tuple[str, ...] | None = None
     skeleton_threshold: float = 0.3
+    # depth/normal maps rendered by `reid posegen poses`' body renderer for each target image's own
+    # lifted pose and view, instead of read from depth.png/normal.png: the maps sampling gets from
+    # `reid posegen poses` then come from the same renderer
+    render_conditions: bool = False
     uncond_prob: float = 0.1
     mixed_precision: str = "auto"
     save_every: int = 1000
