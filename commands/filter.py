@@ -36,8 +36,8 @@ RULES = ("frontal", "quality", "pose-ref", "pose-target", "pose-gen", "size")
 @click.option("--tau-ref", type=float, default=0.6, help="pose-ref: min keypoint confidence (Pose-dIVE eq. 3; Fig. 4 best).")
 @click.option("--tau-tar", type=float, default=0.6, help="pose-target: mean keypoint confidence (Pose-dIVE eq. 4).")
 @click.option("--tau-gen", type=float, default=0.6, help="pose-gen: mean keypoint confidence of the generated image (eq. 6).")
-@click.option("--eps-gen", type=float, default=0.6,
-              help="pose-gen: max mean |conf_gen - conf_target| (eqs. 5-6; the paper gives no value).")
+@click.option("--eps-gen", type=float, default=0.1,
+              help="pose-gen: max mean |conf_gen - conf_target| (eqs. 5-6; the paper: 'a small value', no number).")
 @click.option("--keypoints", default="all", metavar="all|NAME,...",
               help="pose-*: the keypoint set K (names of the pose format, e.g. MediaPipe's).")
 @click.option("--min-height", type=int, default=0, help="size: minimum image height.")

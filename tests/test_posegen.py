@@ -263,8 +263,20 @@ def test_sample_records_target_poses_and_is_reproducible(ckpt, synth_dir, tmp_pa
         fmt, pts = target_pose(s)                                   # where `reid filter --rule pose-gen` reads it
         assert fmt == "mediapipe33" and pts.tolist() == bank[h["parameters"]["target_source"]]["points"]
         assert image(s).size == (32, 64)
-        m["pose"] = {"format": fmt, "points": pts.tolist()}         # as if `reid pose` found the target pose
-        assert PoseGen(tau=0.5, eps=0.0)(s).passed
+        # as if `reid pose` had found the target pose 0.02 less confident everywhere: O = 0.02, kept
+        close = pts.copy()
+        close[:, 2] = np.clip(close[:, 2] - 0.02, 0, 1)
+        m["pose"] = {"format": fmt, "points": close.tolist()}
+        matched = PoseGen(tau=0.5)(s)                                # the default eps_gen (0.1)
+        assert matched.passed and matched.scores["gen_offset"] == pytest.approx(0.02, abs=1e-5)
+        # ... or the person from behind: the 11 face keypoints (0-10) at 0.05, the body as asked
+        behind = pts.copy()
+        behind[:11, 2] = 0.05
+        m["pose"] = {"format": fmt, "points": behind.tolist()}
+        offset = float(np.abs(pts[:11, 2] - 0.05).sum() / 33)      # eq. 5 by hand: only the face differs
+        verdict = PoseGen(tau=0.5)(s)
+        assert verdict.scores["gen_offset"] == pytest.approx(offset, abs=1e-5)
+        assert offset > 0.1 and not verdict.passed                 # rejected by the default eps_gen
     # per-image seeds: the same images with another batch size (and no re-run of finished shards)
     assert run([*args, "-o", str(tmp_path / "b"), "--batch-size", "1"]) == 0
     again = {s["__key__"]: np.asarray(image(s), dtype=np.int16) for s in iter_samples([str(tmp_path / "b" / "train-000000.tar")])}
@@ -403,3 +415,24 @@ def test_poses_targets_feed_sample(ckpt, synth_dir, tmp_path):
         assert (t["pid"], t["target_index"]) == (m["pid"], p["index"]) and p["pose_bank"] == "targets"
         assert p["target_pose"] == t["pose"] and p["target_viewpoint"] == t["viewpoint"]
 
+
+def test_pose_gen_default_eps_rejects_a_pose_mismatched_sample():
+    """Pose-dIVE §E, eqs. 5-6, by hand: a frontal target, all 33 sigma = 0.9; generated from behind,
+    the 11 face keypoints (0-10) drop to 0.1 and the 22 body keypoints stay at 0.9.
+    O = 11 * |0.1 - 0.9| / 33 = 0.2667; mean sigma_gen = (11 * 0.1 + 22 * 0.9) / 33 = 0.6333."""
+    from reidtools.vision.rules import PoseGen
+
+    def generated(confs):
+        target = {"format": "mediapipe33", "points": [[0.5, 0.5, 0.9]] * 33}
+        return {"__key__": "g", "__shard__": "s.tar",
+                "json": {"pose": {"format": "mediapipe33", "points": [[0.5, 0.5, c] for c in confs]},
+                         "history": [{"tool": "posegen", "parameters": {"target_pose": target}}]}}
+
+    behind = generated([0.1] * 11 + [0.9] * 22)
+    out = PoseGen()(behind)
+    assert out.scores["gen_offset"] == pytest.approx(0.26667, abs=1e-5)
+    assert out.scores["gen_mean_conf"] == pytest.approx(0.63333, abs=1e-5)   # passes tau_gen = 0.6 (eq. 6)
+    assert not out.passed                                                  # O > eps_gen = 0.1 (eq. 5)
+    assert PoseGen(eps=0.6)(behind).passed                                 # what the old default kept
+    close = PoseGen()(generated([0.85] * 33))                              # O = 0.05: the pose agrees
+    assert close.passed and close.scores["gen_offset"] == pytest.approx(0.05, abs=1e-5)
