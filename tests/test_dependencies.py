@@ -22,7 +22,7 @@ SOURCES = [p for d in ("src/reidtools", "commands") for p in (ROOT / d).rglob("*
 # import name -> distribution name, where they differ
 DISTRIBUTION = {"PIL": "pillow", "yaml": "pyyaml", "huggingface_hub": "huggingface-hub"}
 # modules that may be absent: the extra that brings them; the importing code must say so in its error
-GUARDED = {"mediapipe": "pose", "matplotlib": "plot", "onnx": "export"}
+GUARDED = {"mediapipe": "pose", "matplotlib": "plot", "onnx": "export", "fsspec": "remote"}
 
 
 def _imports(path: pathlib.Path) -> set[str]:
