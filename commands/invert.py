@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import click
 
-from reidtools.commands._options import (command, inputs_argument, output_option, progress_enabled, resolve_task,
-                                         seed_option, task_options)
-
-DEFAULT_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+from reidtools.commands._options import (SD_BASE, command, device_option, dtype_option, inputs_argument, output_option,
+                                         progress_enabled, resolve_task, scheduler_option, seed_option, task_options)
 HELP = "Learn identity tokens and a LoRA (DiVE), then sample new images."
 
 
@@ -35,7 +33,7 @@ def cli() -> None:
 @command("invert fit", short_help="Train identity tokens and the camera-code LoRA on training shards.")
 @inputs_argument
 @output_option(help="Checkpoint folder (learned_embeds.safetensors, pytorch_lora_weights.safetensors, manifest.json).")
-@click.option("--base", default=DEFAULT_BASE, help="Stable Diffusion 1.x pipeline: hub id (local cache) or folder (DiVE: SD 1.5).")
+@click.option("--base", default=SD_BASE, help="Stable Diffusion 1.x pipeline: hub id (local cache) or folder (DiVE: SD 1.5).")
 @click.option("--rank", type=click.IntRange(min=1), default=128, help="LoRA rank (paper: 128).")
 @click.option("--lr", type=float, default=5e-5, help="AdamW learning rate of the LoRA and the tokens (paper: 5e-5).")
 @click.option("--steps", type=click.IntRange(min=1), default=400_000, help="Optimiser steps (paper: 400,000 at batch 16).")
@@ -57,12 +55,13 @@ def cli() -> None:
 @click.option("--flip/--no-flip", default=True, help="Random horizontal flips (paper: on).")
 @click.option("--mixed-precision", type=click.Choice(["auto", "no", "fp16", "bf16"]), default="auto",
               help="accelerate mixed precision; auto = fp16 on CUDA, none on CPU.")
-@click.option("--save-every", type=click.IntRange(min=1), default=1000, help="Write the checkpoint every N steps.")
-@click.option("--resume", is_flag=True, help="Continue the checkpoint in -o from its last saved step.")
+@click.option("--save-every", type=click.IntRange(min=1), default=1000,
+              help="Write -o/checkpoint-N/ (resumable) every N steps, and the final checkpoint into -o.")
+@click.option("--keep-checkpoints", type=click.IntRange(min=1), default=1, help="Newest checkpoint-N/ folders kept.")
+@click.option("--resume", is_flag=True, help="Continue from the newest -o/checkpoint-N/.")
 @click.option("--device", default=None, help="cpu to force the CPU [default: accelerate's choice].")
 @seed_option
-def fit_cmd(inputs, output, base, rank, lr, steps, batch_size, size, min_images_per_id, code_length, codes_per,
-            id_caption_prob, template, lora_targets, init_token, flip, mixed_precision, save_every, resume, device, seed):
+def fit_cmd(inputs, output, size, lora_targets, resume, device, **options):
     """Train identity tokens and the camera-code LoRA on training shards.
 
     Every input sample needs `pid`, `camid` and an image (`modality` defaults to rgb). Inputs may
@@ -70,8 +69,9 @@ def fit_cmd(inputs, output, base, rank, lr, steps, batch_size, size, min_images_
     by dataset too (tokens `<id_DATASET_PID>`, cameras `DATASET-ir3`). Captions are
     "a {camera code} photo of a <id_PID> person" with probability --id-caption-prob, else the code
     alone. Only the LoRA and the new token rows are trained. The checkpoint is written every
-    --save-every steps and at the end; --resume continues from it with the same batches a single
-    run would have seen. Runs on several GPUs with `accelerate launch`.
+    --save-every steps (as -o/checkpoint-N/) and at the end (into -o, with each weight file's
+    SHA-256); --resume continues from the newest checkpoint-N/ with the same batches a single run
+    would have seen. Runs on several GPUs with `accelerate launch`.
     """
     from reidtools.commands._options import parse_size
     from reidtools.generate.inversion.training import FitOptions, fit
@@ -82,11 +82,7 @@ def fit_cmd(inputs, output, base, rank, lr, steps, batch_size, size, min_images_
     targets = tuple(t.strip() for t in lora_targets.split(",") if t.strip())
     if not targets:
         raise click.BadParameter("name at least one module", param_hint="--lora-targets")
-    opts = FitOptions(base=base, rank=rank, lr=lr, steps=steps, batch_size=batch_size,
-                      size=parse_size(size, "--size", multiple=8), min_images_per_id=min_images_per_id,
-                      code_length=code_length, codes_per=codes_per, id_caption_prob=id_caption_prob,
-                      template=template, lora_targets=targets, init_token=init_token, flip=flip,
-                      mixed_precision=mixed_precision, save_every=save_every, seed=seed)
+    opts = FitOptions(size=parse_size(size, "--size", multiple=8), lora_targets=targets, **options)
     manifest = fit(expand_inputs(list(inputs)), output, opts, resume=resume, progress=progress_enabled(), device=device)
     import logging
 
@@ -104,20 +100,17 @@ def fit_cmd(inputs, output, base, rank, lr, steps, batch_size, size, min_images_
               help="Camera keys (ir3) or modalities (ir); repeatable [default: every IR camera].")
 @click.option("--per-id", type=click.IntRange(min=1), default=18, help="Images per identity and camera code (paper: 18).")
 @click.option("--steps", type=click.IntRange(min=1), default=25, help="Denoising steps (paper: 25; released code: 50).")
-@click.option("--scheduler", type=click.Choice(["dpm++", "ddim", "pndm", "euler"]), default="dpm++",
-              help="Sampler (paper: DPM-Solver++).")
+@scheduler_option("dpm++", "paper: DPM-Solver++")
 @click.option("--guidance", type=float, default=7.5, help="Classifier-free guidance scale.")
 @click.option("--size", default=None, help="Output size HxW [default: the training size].")
 @click.option("--base", default=None, help="Base pipeline [default: the one in the manifest].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, help="Images per pipeline call.")
 @click.option("--shard-size", type=click.IntRange(min=1), default=1000, help="Samples per output shard.")
-@click.option("--dtype", type=click.Choice(["fp16", "bf16", "fp32"]), default="fp16",
-              help="Weights dtype (fp16 falls back to fp32 on CPU).")
-@click.option("--device", default=None, help="Device [default: best available].")
+@dtype_option()
+@device_option
 @task_options
 @seed_option
-def sample_cmd(ckpt_dir, output, ids, cameras, per_id, steps, scheduler, guidance, size, base, batch_size, shard_size,
-               dtype, device, shard_index, num_shards, seed):
+def sample_cmd(size, shard_index, num_shards, **options):
     """Render identities under camera codes from a fit checkpoint.
 
     Prompt: "a {camera code} photo of a <id_PID> person" (the fit template). Every image has its own
@@ -128,18 +121,11 @@ def sample_cmd(ckpt_dir, output, ids, cameras, per_id, steps, scheduler, guidanc
     finished shards are skipped on a re-run.
     """
     from reidtools.commands._options import parse_size
-    from reidtools.generate.inversion.checkpoint import read_manifest
-    from reidtools.generate.inversion.sample import select_cameras, select_ids
-    from reidtools.generate.inversion.sample import sample_to
+    from reidtools.generate.inversion.sample import SampleRun, run_sample
 
-    manifest = read_manifest(ckpt_dir)
-    wanted = [p.strip() for p in ids.split(",") if p.strip()] if ids else None
-    hw = parse_size(size, "--size", multiple=8) if size else tuple(manifest["options"]["size"])
     index, count = resolve_task(shard_index, num_shards)
-    sample_to(ckpt_dir, output, manifest, select_ids(manifest, wanted), select_cameras(manifest, list(cameras)),
-              per_id=per_id, steps=steps, scheduler=scheduler, guidance=guidance, size=hw, base=base,
-              batch_size=batch_size, shard_size=shard_size, dtype=dtype, device=device, seed=seed,
-              task=(index, count), progress=progress_enabled())
+    run_sample(SampleRun(size=parse_size(size, "--size", multiple=8) if size else None, shard_index=index,
+                         num_shards=count, **options), progress=progress_enabled())
 
 
 cli.add_command(fit_cmd, name="fit")

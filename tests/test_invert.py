@@ -160,6 +160,9 @@ def test_resume_reproduces_an_uninterrupted_run(ckpt, tiny_sd, synth_ir_dir, tmp
     steps2[steps2.index("--steps") + 1] = "2"
     assert run(steps2) == 0
     assert json.loads((out / "manifest.json").read_text())["step"] == 2
+    # --save-every 1 with the default --keep-checkpoints 1: only the newest resumable folder is left
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert {"train_state.safetensors", "train_state.json", "manifest.json"} <= {p.name for p in (out / "checkpoint-2").iterdir()}
     assert run(args) == 1                                          # exists: needs --resume
     assert run([*args, "--resume"]) == 0
     for name in (EMBEDS, LORA):
@@ -167,6 +170,20 @@ def test_resume_reproduces_an_uninterrupted_run(ckpt, tiny_sd, synth_ir_dir, tmp
         assert sorted(a) == sorted(b)
         for k in a:
             np.testing.assert_allclose(a[k].numpy(), b[k].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_corrupted_weight_file_is_one_error_naming_it(ckpt, tmp_path, capsys):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(ckpt, bad)
+    man = json.loads((bad / "manifest.json").read_text())
+    assert set(man["files"]) == {EMBEDS, LORA} and all(len(v) == 64 for v in man["files"].values())
+    data = bytearray((bad / LORA).read_bytes())
+    data[-3] ^= 0x55
+    (bad / LORA).write_bytes(bytes(data))
+    assert run(["invert", "sample", str(bad), "-o", str(tmp_path / "o"), "--per-id", "1", "--steps", "1", "-q"]) == 1
+    assert f"{bad / LORA}: SHA-256 differs" in capsys.readouterr().err
 
 
 def test_fit_rejects_too_few_images(tiny_sd, synth_ir_dir, tmp_path, capsys):

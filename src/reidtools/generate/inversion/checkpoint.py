@@ -4,8 +4,11 @@ Checkpoint folder (usable outside reid with diffusers' own loaders):
 - `learned_embeds.safetensors`: one key per identity token (`<id_17>`), value (1, D): diffusers'
   textual-inversion layout (a single-key file of this kind loads with `pipe.load_textual_inversion`).
 - `pytorch_lora_weights.safetensors`: the U-Net LoRA in diffusers' format (`pipe.load_lora_weights`).
-- `manifest.json`: id -> token, camera -> code, base model, training options, step.
-- `train_state.safetensors` + `train_state.json`: optimizer moments and step, for `--resume`.
+- `manifest.json`: id -> token, camera -> code, base model, training options, step, and `files`: the
+  SHA-256 of each weight file, checked when the checkpoint is loaded (`reidtools.pretrained`).
+- `checkpoint-N/`: the same files at step N plus `train_state.safetensors` + `train_state.json`
+  (LoRA, token rows and optimizer moments), from which `--resume` continues; the newest
+  `--keep-checkpoints` are kept.
 """
 
 from __future__ import annotations
@@ -14,14 +17,10 @@ import json
 import os
 
 from reidtools.errors import ReidError
-from reidtools.fileio import atomic_write, write_json_atomic
-from reidtools.generate.training import optimizer_state_tensors
 
 EMBEDS = "learned_embeds.safetensors"
 LORA = "pytorch_lora_weights.safetensors"
 MANIFEST = "manifest.json"
-STATE = "train_state.safetensors"
-STATE_JSON = "train_state.json"
 
 
 def read_manifest(ckpt_dir: str) -> dict:
@@ -35,39 +34,55 @@ def read_manifest(ckpt_dir: str) -> dict:
         raise ReidError(f"{path}: not valid JSON ({exc})") from None
 
 
-def save(ckpt_dir, manifest, step, loss, unet, rows, token_list, optimizer) -> None:
+def save_artifact(folder: str, manifest: dict, unet, rows, token_list) -> dict:
+    """The sampling files (identity embeddings, LoRA, manifest with their SHA-256) into `folder`."""
     from diffusers import StableDiffusionPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
-    from safetensors.torch import save_file
+
+    from reidtools.pretrained import write_artifact
 
     lora = {k: v.detach().float().cpu().contiguous() for k, v in get_peft_model_state_dict(unet).items()}
     w = rows.weight.detach().float().cpu()
     embeds = {tok: w[i:i + 1].clone() for i, tok in enumerate(token_list)}
-    atomic_write(os.path.join(ckpt_dir, EMBEDS), lambda p: save_file(embeds, p))
-    tmp_dir = os.path.join(ckpt_dir, ".lora.tmp")
-    StableDiffusionPipeline.save_lora_weights(tmp_dir, unet_lora_layers=convert_state_dict_to_diffusers(lora),
-                                              safe_serialization=True)
-    os.replace(os.path.join(tmp_dir, LORA), os.path.join(ckpt_dir, LORA))
-    os.rmdir(tmp_dir)
-    opt_t, opt_meta = optimizer_state_tensors(optimizer)
-    state = {**{f"lora.{k}": v for k, v in lora.items()}, "rows": w.contiguous(),
-             **{k: v.detach().cpu().contiguous() for k, v in opt_t.items()}}
-    atomic_write(os.path.join(ckpt_dir, STATE), lambda p: save_file(state, p))
-    write_json_atomic(os.path.join(ckpt_dir, STATE_JSON), {"step": step, **opt_meta})
-    write_json_atomic(os.path.join(ckpt_dir, MANIFEST), {**manifest, "step": step, "last_loss": loss})
+
+    def write_lora(path):
+        tmp_dir = os.path.join(os.path.dirname(path), ".lora.tmp")
+        StableDiffusionPipeline.save_lora_weights(tmp_dir, unet_lora_layers=convert_state_dict_to_diffusers(lora),
+                                                  safe_serialization=True)
+        os.replace(os.path.join(tmp_dir, LORA), path)
+        os.rmdir(tmp_dir)
+
+    return write_artifact(folder, manifest, {EMBEDS: embeds}, {LORA: write_lora}, name=MANIFEST)
+
+
+def save_checkpoint(ckpt_dir: str, manifest: dict, step: int, loss: float, unet, rows, token_list, optimizer, *,
+                    keep: int = 1, final: bool = False) -> None:
+    """`ckpt_dir/checkpoint-STEP/` (artefact + train state); with `final`, the artefact in ckpt_dir too."""
+    from peft.utils import get_peft_model_state_dict
+
+    from reidtools.pretrained import checkpoint_path, prune_checkpoints, save_train_state
+
+    manifest = {**manifest, "step": step, "last_loss": loss}
+    path = checkpoint_path(ckpt_dir, step)
+    save_artifact(path, manifest, unet, rows, token_list)
+    lora = {f"lora.{k}": v.detach().float() for k, v in get_peft_model_state_dict(unet).items()}
+    save_train_state(path, step, optimizer, extra={**lora, "rows": rows.weight.detach().float()})
+    prune_checkpoints(ckpt_dir, keep, name=MANIFEST)
+    if final:
+        save_artifact(ckpt_dir, manifest, unet, rows, token_list)
 
 
 def load_into_pipeline(pipe, ckpt_dir: str, manifest: dict | None = None) -> None:
     """Add the identity tokens and the LoRA of a checkpoint to a diffusers SD pipeline, through
     diffusers' own loaders."""
-    from safetensors.torch import load_file
+    from reidtools.pretrained import load_tensors, verify_file
 
     manifest = manifest or read_manifest(ckpt_dir)
-    path = os.path.join(ckpt_dir, EMBEDS)
-    if not os.path.exists(path) or not os.path.exists(os.path.join(ckpt_dir, LORA)):
+    if not os.path.exists(os.path.join(ckpt_dir, EMBEDS)) or not os.path.exists(os.path.join(ckpt_dir, LORA)):
         raise ReidError(f"{ckpt_dir}: the checkpoint lacks {EMBEDS} or {LORA} (fit not finished?)")
-    embeds = load_file(path)
+    embeds = load_tensors(ckpt_dir, EMBEDS, manifest)
+    verify_file(ckpt_dir, LORA, manifest)
     tokens = list(embeds)
     pipe.load_textual_inversion([{t: embeds[t]} for t in tokens], token=tokens)
     pipe.load_lora_weights(ckpt_dir, weight_name=LORA)

@@ -102,19 +102,48 @@ def generate(pipe, manifest: dict, batch: list[Job], *, seed: int, steps: int, g
     return out
 
 
-def sample_to(ckpt_dir: str, output: str, manifest: dict, ids: list[int], cameras: list[str], *, per_id: int,
-              steps: int, scheduler: str, guidance: float, size, base: str | None, batch_size: int,
-              shard_size: int, dtype: str, device: str | None, seed: int, task=(0, 1),
-              progress: bool = True) -> int:
+@dataclass
+class SampleRun:
+    ckpt_dir: str
+    output: str
+    ids: str | None = None               # comma-separated identity keys or pids; None = every identity
+    cameras: tuple = ()                  # camera keys or modalities; () = every IR camera
+    per_id: int = 18                     # DiVE §4.1
+    steps: int = 25                      # DiVE §4.1 (released code: 50)
+    scheduler: str = "dpm++"             # DiVE §4.1: DPM-Solver++
+    guidance: float = 7.5
+    size: tuple[int, int] | None = None  # None = the training size
+    base: str | None = None
+    batch_size: int = 8
+    shard_size: int = 1000
+    dtype: str = "fp16"
+    device: str | None = None
+    shard_index: int = 0
+    num_shards: int = 1
+    seed: int = 0
+
+
+def run_sample(run: SampleRun, *, progress: bool = True) -> int:
+    """Render the selected identities under the selected cameras; returns the samples written."""
+    from reidtools.generate.inversion.checkpoint import read_manifest
+
+    manifest = read_manifest(run.ckpt_dir)
+    wanted = [p.strip() for p in run.ids.split(",") if p.strip()] if run.ids else None
+    size = tuple(run.size) if run.size else tuple(manifest["options"]["size"])
+    return sample_to(run, manifest, select_ids(manifest, wanted), select_cameras(manifest, list(run.cameras)), size,
+                     progress=progress)
+
+
+def sample_to(run: SampleRun, manifest: dict, ids: list[str], cameras: list[str], size, *, progress: bool = True) -> int:
     """Generate and write; returns the number of samples written."""
     from tqdm import tqdm
 
     from reidtools.shards import STDOUT
     from reidtools.shards.mapping import write_plans
 
-    todo = jobs(ids, cameras, per_id)
-    index, count = task
-    chunks = [todo[i:i + shard_size] for i in range(0, len(todo), shard_size)]
+    todo = jobs(ids, cameras, run.per_id)
+    index, count, output = run.shard_index, run.num_shards, run.output
+    chunks = [todo[i:i + run.shard_size] for i in range(0, len(todo), run.shard_size)]
     if output == STDOUT:
         if count > 1:
             raise ReidError("-o - cannot be split across tasks; write a folder")
@@ -131,14 +160,15 @@ def sample_to(ckpt_dir: str, output: str, manifest: dict, ids: list[int], camera
             mine.append((path, chunks[n]))
     if not mine:
         return 0
-    pipe, manifest = load_pipeline(ckpt_dir, base=base, scheduler=scheduler, device=device, dtype=dtype)
+    pipe, manifest = load_pipeline(run.ckpt_dir, base=run.base, scheduler=run.scheduler, device=run.device,
+                                   dtype=run.dtype)
     bar = tqdm(total=sum(len(c) for _, c in mine), desc="sample", unit="img", disable=not progress,
                dynamic_ncols=True, leave=False)
 
     def batches(chunk):
-        for i in range(0, len(chunk), batch_size):
-            out = generate(pipe, manifest, chunk[i:i + batch_size], seed=seed, steps=steps, guidance=guidance,
-                           size=size, scheduler=scheduler, ckpt_dir=ckpt_dir)
+        for i in range(0, len(chunk), run.batch_size):
+            out = generate(pipe, manifest, chunk[i:i + run.batch_size], seed=run.seed, steps=run.steps,
+                           guidance=run.guidance, size=size, scheduler=run.scheduler, ckpt_dir=run.ckpt_dir)
             bar.update(len(out))
             yield from out
 

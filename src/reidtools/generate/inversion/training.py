@@ -5,7 +5,6 @@ codes carry the style of each camera; then sampling new images of any identity u
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 from dataclasses import asdict, dataclass
@@ -13,7 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from reidtools.errors import ReidError
-from reidtools.generate.inversion.checkpoint import MANIFEST, STATE, STATE_JSON, read_manifest, save
+from reidtools.generate.inversion.checkpoint import MANIFEST, read_manifest, save_checkpoint
 from reidtools.generate.inversion.data import PAPER_TEMPLATE, camera_codes, caption, id_token, read_train_set
 from reidtools.generate.inversion.model import PlaceholderRows, add_id_tokens, load_base
 from reidtools.generate.training import batch_indices, mixed_precision, optimizer_state_from
@@ -41,11 +40,12 @@ class FitOptions:
     mixed_precision: str = "auto"        # auto: fp16 on CUDA, none on CPU
     weight_decay: float = 1e-2           # diffusers' training scripts' AdamW default
     save_every: int = 1000
+    keep_checkpoints: int = 1            # newest checkpoint-N/ folders kept for --resume
     seed: int = 0
 
     def check(self) -> None:
-        if self.rank < 1 or self.steps < 1 or self.batch_size < 1 or self.code_length < 1:
-            raise ReidError("--rank, --steps, --batch-size and --code-length must be positive")
+        if self.rank < 1 or self.steps < 1 or self.batch_size < 1 or self.code_length < 1 or self.keep_checkpoints < 1:
+            raise ReidError("--rank, --steps, --batch-size, --code-length and --keep-checkpoints must be positive")
         if not 0.0 <= self.id_caption_prob <= 1.0:
             raise ReidError("--id-caption-prob must be in [0, 1]")
         if self.codes_per not in ("camera", "modality"):
@@ -79,18 +79,19 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
     from accelerate import Accelerator
     from peft import LoraConfig
     from peft.utils import set_peft_model_state_dict
-    from safetensors.torch import load_file
     from tqdm import tqdm
 
+    from reidtools.pretrained import latest_checkpoint, load_train_state
+
     opts.check()
-    state_path = os.path.join(ckpt_dir, STATE)
+    latest = latest_checkpoint(ckpt_dir, MANIFEST)
     old = None
-    if os.path.exists(os.path.join(ckpt_dir, MANIFEST)):
+    if latest or os.path.exists(os.path.join(ckpt_dir, MANIFEST)):
         if not resume:
             raise ReidError(f"{ckpt_dir} already holds a checkpoint; pass --resume to continue it or choose a new -o")
-        old = read_manifest(ckpt_dir)
-        if not os.path.exists(state_path):
-            raise ReidError(f"{ckpt_dir}: no {STATE} to resume from")
+        if latest is None:
+            raise ReidError(f"{ckpt_dir}: no complete checkpoint-N/ folder to resume from")
+        old = read_manifest(latest)
     data = read_train_set(shards, opts)
     id_keys = sorted(data.id_info, key=lambda k: (str(data.id_info[k]["dataset"]), data.id_info[k]["pid"]))
     tokens = {k: id_token(data.id_info[k], data.multi) for k in id_keys}
@@ -124,18 +125,16 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
 
     start = 0
     if old is not None:
-        st = load_file(state_path)
-        with open(os.path.join(ckpt_dir, STATE_JSON), encoding="utf-8") as fh:
-            meta = json.load(fh)
+        st, meta = load_train_state(latest)
         res = set_peft_model_state_dict(acc.unwrap_model(unet), {k[5:]: v for k, v in st.items() if k.startswith("lora.")})
         if getattr(res, "unexpected_keys", None):
-            raise ReidError(f"{state_path}: LoRA keys do not match the model ({res.unexpected_keys[0]}, ...)")
+            raise ReidError(f"{latest}: LoRA keys do not match the model ({res.unexpected_keys[0]}, ...)")
         rows.weight.data.copy_(st["rows"].to(rows.weight.device))
         optimizer.load_state_dict(optimizer_state_from(st, meta))
         for group in optimizer.param_groups:      # the saved groups carry the old --lr
             group["lr"], group["weight_decay"] = opts.lr, opts.weight_decay
         start = int(meta["step"])
-        log.info("resuming %s at step %d", ckpt_dir, start)
+        log.info("resuming %s at step %d", latest, start)
 
     manifest = {
         "format": "reid-invert/1", "base": opts.base,
@@ -188,7 +187,8 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
         bar.set_postfix(loss=f"{loss_val:.4f}")
         done = step + 1
         if acc.is_main_process and (done % opts.save_every == 0 or done == opts.steps):
-            save(ckpt_dir, manifest, done, loss_val, acc.unwrap_model(unet), rows, token_list, optimizer)
+            save_checkpoint(ckpt_dir, manifest, done, loss_val, acc.unwrap_model(unet), rows, token_list, optimizer,
+                            keep=opts.keep_checkpoints, final=done == opts.steps)
             log.debug("step %d: loss %.4f, checkpoint written", done, loss_val)
         acc.wait_for_everyone()
     bar.close()
