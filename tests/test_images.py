@@ -174,3 +174,22 @@ def test_cli_default_cap_in_help_is_the_library_default():
 
     out = subprocess.run([sys.executable, "-m", "reidtools", "stats", "--help"], capture_output=True, text=True).stdout
     assert f"default: {images.DEFAULT_MAX_PIXELS} = 4096x4096" in " ".join(out.split())
+
+
+def test_pack_decodes_bmp_through_the_same_decoder(tmp_path):
+    from reidtools.data.pack.base import Item
+    from reidtools.data.pack.write import load_sample
+
+    path = tmp_path / "a.bmp"
+    Image.new("RGB", (2, 1), (10, 20, 30)).save(path, format="BMP")
+    sample = load_sample(Item(split="train", key="a", path=str(path), meta={}))
+    assert np.asarray(Image.open(io.BytesIO(sample["png"]))).tolist() == [[[10, 20, 30], [10, 20, 30]]]
+    # a header claiming 20000 x 20000 (1.2 GB of pixels) is refused before any pixel is read
+    header = (b"BM" + struct.pack("<IHHI", 54, 0, 0, 54)
+              + struct.pack("<IiiHHIIiiII", 40, 20000, 20000, 1, 24, 0, 0, 2835, 2835, 0, 0))
+    path.write_bytes(header)
+    with pytest.raises(SampleError, match=r"a\.bmp: a: field 'bmp' is .*above the .*cap"):
+        load_sample(Item(split="train", key="a", path=str(path), meta={}))
+    path.write_bytes(b"BM not really")
+    with pytest.raises(SampleError, match=r"a\.bmp: a: field 'bmp' is not a readable image"):
+        load_sample(Item(split="train", key="a", path=str(path), meta={}))

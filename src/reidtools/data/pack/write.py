@@ -35,15 +35,12 @@ def load_sample(item: Item) -> dict:
     except OSError as exc:
         raise ReidError(f"{item.path}: cannot read ({exc.strerror})") from None
     if ext == ".bmp":
-        from PIL import Image, UnidentifiedImageError
+        from reidtools.shards.images import decode
 
-        try:
-            img = Image.open(io.BytesIO(data))
-            img.load()
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ReidError(f"{item.path}: not a readable image ({exc})") from None
+        # the shared decoder: pixel cap, palette and 32-bit BMPs converted as the reader would
+        img = decode(data, "RGB", shard=item.path, key=item.key, field="bmp")
         buf = io.BytesIO()
-        img.convert("RGB").save(buf, format="PNG")
+        img.save(buf, format="PNG")
         field, data = "png", buf.getvalue()
     else:
         field = "jpg" if ext in (".jpg", ".jpeg") else "png"
