@@ -104,20 +104,22 @@ _kp = click.option("--keypoints", default=None,
               help="Steps that drop the reference, for classifier-free guidance (AnimateAnyone's code: 0.1).")
 @click.option("--mixed-precision", type=click.Choice(["auto", "no", "fp16", "bf16"]), default="auto",
               help="accelerate mixed precision; auto = fp16 on CUDA, none on CPU.")
-@click.option("--save-every", type=click.IntRange(min=1), default=1000, help="Write the checkpoint every N steps.")
-@click.option("--resume", is_flag=True, help="Continue the checkpoint in -o from its last saved step.")
+@click.option("--save-every", type=click.IntRange(min=1), default=1000,
+              help="Write -o/checkpoint-N/ (resumable) every N steps, and the final checkpoint into -o.")
+@click.option("--keep-checkpoints", type=click.IntRange(min=1), default=1, help="Newest checkpoint-N/ folders kept.")
+@click.option("--resume", is_flag=True, help="Continue from the newest -o/checkpoint-N/.")
 @click.option("--device", default=None, help="cpu to force the CPU [default: accelerate's choice].")
 @seed_option
-def fit_cmd(inputs, output, base, image_encoder, conditions, guider_channels, inject, train_reference, lr, steps,
-            batch_size, size, tau_ref, tau_tar, keypoints, skeleton_threshold, render_conditions, uncond_prob, mixed_precision,
-            save_every, resume, device, seed):
+def fit_cmd(inputs, output, conditions, guider_channels, size, keypoints, resume, device, **options):
     """Train pose guiders and the denoising U-Net on same-identity pairs.
 
     Every input sample needs `pid`, `pose` (run `reid pose`) and an image; depth/normal conditions
-    need `depth.png`/`normal.png`, or --render-conditions to render them from the pose. Targets pass pose-target (eq. 4) and have another image of their
-    pid passing pose-ref (eq. 3), which is drawn as the reference. Loss: eq. 1 (noise MSE). The
-    checkpoint is written every --save-every steps and at the end; --resume continues it with the
-    same batches a single run would have seen. Runs on several GPUs with `accelerate launch`.
+    need `depth.png`/`normal.png`, or --render-conditions to render them from the pose. Targets pass
+    pose-target (eq. 4) and have another image of their pid passing pose-ref (eq. 3), which is drawn
+    as the reference. Loss: eq. 1 (noise MSE). The checkpoint is written every --save-every steps
+    (-o/checkpoint-N/) and at the end (into -o, with each weight file's SHA-256); --resume continues
+    from the newest checkpoint-N/ with the same batches a single run would have seen. Runs on
+    several GPUs with `accelerate launch`.
     """
     import logging
 
@@ -134,11 +136,8 @@ def fit_cmd(inputs, output, base, image_encoder, conditions, guider_channels, in
                                  param_hint="--guider-channels") from None
     if len(channels) < 2 or min(channels) < 1:
         raise click.BadParameter("give at least two positive widths", param_hint="--guider-channels")
-    opts = FitOptions(base=base, image_encoder=image_encoder, conditions=_split(conditions, "--conditions"),
-                      guider_channels=channels, inject=inject, train_reference=train_reference, lr=lr, steps=steps,
-                      batch_size=batch_size, size=parse_size(size, "--size", multiple=8), tau_ref=tau_ref,
-                      tau_tar=tau_tar, keypoints=_keypoints(keypoints), skeleton_threshold=skeleton_threshold,
-                      render_conditions=render_conditions, uncond_prob=uncond_prob, mixed_precision=mixed_precision, save_every=save_every, seed=seed)
+    opts = FitOptions(conditions=_split(conditions, "--conditions"), guider_channels=channels,
+                      size=parse_size(size, "--size", multiple=8), keypoints=_keypoints(keypoints), **options)
     _quiet_loaders()
     manifest = fit(expand_inputs(list(inputs)), output, opts, resume=resume, progress=progress_enabled(), device=device)
     logging.getLogger("reidtools").info("checkpoint %s: %d pairs' targets over %d ids, step %d, loss %.4f", output,

@@ -221,6 +221,24 @@ def test_fit_writes_a_checkpoint_that_diffusers_loads(ckpt):
     assert guiders["skeleton.conv_out.weight"].abs().sum() > 0      # trained away from its zero start
     assert set(load_file(str(ckpt / "image_proj.safetensors"))) == {"weight", "bias"}
     assert not (ckpt / "reference_unet").exists()                 # frozen: not saved
+    # every weight file, the U-Net's included, has its SHA-256 in the manifest; step 2 is resumable
+    assert set(m["files"]) == {"denoising_unet/diffusion_pytorch_model.safetensors", "pose_guiders.safetensors",
+                               "image_proj.safetensors"}
+    assert sorted(p.name for p in ckpt.glob("checkpoint-*")) == ["checkpoint-2"]
+
+
+def test_a_corrupted_unet_file_is_one_error_naming_it(ckpt, synth_dir, tmp_path, capsys):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(ckpt, bad)
+    w = bad / "denoising_unet" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(w.read_bytes())
+    data[-2] ^= 0x0F
+    w.write_bytes(bytes(data))
+    code = run(["posegen", "sample", str(bad), str(synth_dir / "train-000000.tar"), "-o", str(tmp_path / "o"),
+                  "--per-id", "1", "--steps", "1", "--dtype", "fp32", "-q"])
+    assert code == 1 and f"{w}: SHA-256 differs" in capsys.readouterr().err
 
 
 def test_resume_reproduces_an_uninterrupted_run(ckpt, tiny_models, synth_dir, tmp_path):

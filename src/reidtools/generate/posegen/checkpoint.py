@@ -1,42 +1,31 @@
 """The `reid posegen fit` checkpoint folder.
 
 `denoising_unet/` (diffusers layout, safetensors), `reference_unet/` (only when trained),
-`pose_guiders.safetensors`, `image_proj.safetensors` (when a projection exists), `manifest.json`, and
-`train_state.safetensors` + `train_state.json` (optimizer, step) for --resume.
+`pose_guiders.safetensors`, `image_proj.safetensors` (when a projection exists), and `manifest.json`
+with `files`: the SHA-256 of every weight file, checked on load (`reidtools.pretrained`).
+`checkpoint-N/` holds the same at step N plus `train_state.safetensors` + `train_state.json`
+(optimizer, step), from which --resume continues; the newest --keep-checkpoints are kept.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 
 from reidtools.errors import ReidError
-from reidtools.fileio import atomic_write, write_json_atomic
-from reidtools.generate.training import optimizer_state_tensors
 
 FORMAT = "reid-posegen/1"
 MANIFEST = "manifest.json"
 GUIDERS = "pose_guiders.safetensors"
 PROJ = "image_proj.safetensors"
-STATE = "train_state.safetensors"
-STATE_JSON = "train_state.json"
 DENOISING = "denoising_unet"
 REFERENCE = "reference_unet"
 
 
 def read_manifest(ckpt_dir: str) -> dict:
-    path = os.path.join(ckpt_dir, MANIFEST)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            m = json.load(fh)
-    except FileNotFoundError:
-        raise ReidError(f"{ckpt_dir}: no {MANIFEST} (not a `reid posegen fit` checkpoint)") from None
-    except json.JSONDecodeError as exc:
-        raise ReidError(f"{path}: not valid JSON ({exc})") from None
-    if m.get("format") != FORMAT:
-        raise ReidError(f"{path}: format {m.get('format')!r} is not {FORMAT} (not a `reid posegen fit` checkpoint)")
-    return m
+    from reidtools.pretrained import read_config
+
+    return read_config(ckpt_dir, name=MANIFEST, fmt=FORMAT, what="a `reid posegen fit` checkpoint")
 
 
 def save_unet(unet, folder: str) -> None:
@@ -55,32 +44,44 @@ def prefixed(module, prefix: str) -> dict:
     return {f"{prefix}{k}": v.detach().float().cpu().contiguous() for k, v in module.state_dict().items()}
 
 
-def save_checkpoint(ckpt_dir: str, net, manifest: dict, step: int, loss: float, optimizer, train_reference: bool) -> None:
-    from safetensors.torch import save_file
+def save_artifact(folder: str, net, manifest: dict, train_reference: bool) -> dict:
+    """U-Net folder(s), guiders, projection and the manifest (with every file's SHA-256, written last)."""
+    from reidtools.pretrained import write_artifact
 
-    save_unet(net.denoising_unet, os.path.join(ckpt_dir, DENOISING))
-    if train_reference:
-        save_unet(net.reference_unet, os.path.join(ckpt_dir, REFERENCE))
-    atomic_write(os.path.join(ckpt_dir, GUIDERS), lambda p: save_file(prefixed(net.guiders.guiders, ""), p))
+    tensors = {GUIDERS: prefixed(net.guiders.guiders, "")}
     if net.image_proj is not None:
-        atomic_write(os.path.join(ckpt_dir, PROJ), lambda p: save_file(prefixed(net.image_proj, ""), p))
-    opt_t, opt_meta = optimizer_state_tensors(optimizer)
-    atomic_write(os.path.join(ckpt_dir, STATE),
-            lambda p: save_file({k: v.detach().cpu().contiguous() for k, v in opt_t.items()}, p))
-    write_json_atomic(os.path.join(ckpt_dir, STATE_JSON), {"step": step, **opt_meta})
-    write_json_atomic(os.path.join(ckpt_dir, MANIFEST), {**manifest, "step": step, "last_loss": loss})
+        tensors[PROJ] = prefixed(net.image_proj, "")
+    writers = {DENOISING: lambda path: save_unet(net.denoising_unet, path)}
+    if train_reference:
+        writers[REFERENCE] = lambda path: save_unet(net.reference_unet, path)
+    return write_artifact(folder, manifest, tensors, writers, name=MANIFEST)
+
+
+def save_checkpoint(ckpt_dir: str, net, manifest: dict, step: int, loss: float, optimizer, train_reference: bool, *,
+                    keep: int = 1, final: bool = False) -> None:
+    """`ckpt_dir/checkpoint-STEP/` (artefact + optimizer state); with `final`, the artefact in ckpt_dir too."""
+    from reidtools.pretrained import checkpoint_path, prune_checkpoints, save_train_state
+
+    manifest = {**manifest, "step": step, "last_loss": loss}
+    path = checkpoint_path(ckpt_dir, step)
+    save_artifact(path, net, manifest, train_reference)
+    save_train_state(path, step, optimizer)
+    prune_checkpoints(ckpt_dir, keep, name=MANIFEST)
+    if final:
+        save_artifact(ckpt_dir, net, manifest, train_reference)
 
 
 def load_parts(net, ckpt_dir: str, manifest: dict) -> None:
-    """Guider (and projection) weights of a checkpoint into `net` (strict)."""
-    from safetensors.torch import load_file
+    """Guider (and projection) weights of a checkpoint into `net` (strict), after checking every weight
+    file against the manifest's SHA-256 (the U-Net folders included)."""
+    from reidtools.pretrained import load_tensors, verify_all
 
-    net.guiders.guiders.load_state_dict(load_file(os.path.join(ckpt_dir, GUIDERS)))
+    verify_all(ckpt_dir, manifest)
+    net.guiders.guiders.load_state_dict(load_tensors(ckpt_dir, GUIDERS, manifest))
     if net.image_proj is not None:
-        path = os.path.join(ckpt_dir, PROJ)
-        if not os.path.exists(path):
+        if not os.path.exists(os.path.join(ckpt_dir, PROJ)):
             raise ReidError(f"{ckpt_dir}: no {PROJ}, but the image encoder's width differs from the U-Net's")
-        net.image_proj.load_state_dict(load_file(path))
+        net.image_proj.load_state_dict(load_tensors(ckpt_dir, PROJ, manifest))
 
 
 def load_unet_folder(folder: str):

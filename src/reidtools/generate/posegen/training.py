@@ -28,7 +28,6 @@ trained), `pose_guiders.safetensors`, `image_proj.safetensors` (when a projectio
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 from collections import defaultdict
@@ -69,6 +68,7 @@ class FitOptions:
     uncond_prob: float = 0.1
     mixed_precision: str = "auto"
     save_every: int = 1000
+    keep_checkpoints: int = 1            # newest checkpoint-N/ folders kept for --resume
     seed: int = 0
 
     def check(self) -> None:
@@ -83,8 +83,8 @@ class FitOptions:
             raise ReidError(f"--inject {self.inject!r} is not conv_in or latent")
         if not 0.0 <= self.uncond_prob < 1.0:
             raise ReidError("--uncond-prob must be in [0, 1)")
-        if self.steps < 1 or self.batch_size < 1 or self.save_every < 1:
-            raise ReidError("--steps, --batch-size and --save-every must be positive")
+        if self.steps < 1 or self.batch_size < 1 or self.save_every < 1 or self.keep_checkpoints < 1:
+            raise ReidError("--steps, --batch-size, --save-every and --keep-checkpoints must be positive")
 
 
 RESUME_KEYS = ("base", "image_encoder", "conditions", "guider_channels", "inject", "train_reference")
@@ -97,25 +97,27 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
     import torch.nn.functional as F
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from PIL import Image
-    from safetensors.torch import load_file
     from tqdm import tqdm
 
-    from reidtools.generate.posegen.checkpoint import (DENOISING, MANIFEST, REFERENCE, STATE, STATE_JSON,
-                                                       load_parts, load_unet_folder, read_manifest, save_checkpoint)
+    from reidtools.generate.posegen.checkpoint import (DENOISING, MANIFEST, REFERENCE, load_parts, load_unet_folder,
+                                                       read_manifest, save_checkpoint)
     from reidtools.generate.posegen.conditions import condition_tensors, pixels
     from reidtools.generate.posegen.net import ImageEncoder, build_net, load_base
     from reidtools.generate.posegen.pairs import pick_reference, read_pairs
 
     from reidtools.generate.training import batch_indices, mixed_precision, optimizer_state_from
 
+    from reidtools.pretrained import latest_checkpoint, load_train_state
+
     opts.check()
     old = None
-    if os.path.exists(os.path.join(ckpt_dir, MANIFEST)):
+    latest = latest_checkpoint(ckpt_dir, MANIFEST)
+    if latest or os.path.exists(os.path.join(ckpt_dir, MANIFEST)):
         if not resume:
             raise ReidError(f"{ckpt_dir} already holds a checkpoint; pass --resume to continue it or choose a new -o")
-        old = read_manifest(ckpt_dir)
-        if not os.path.exists(os.path.join(ckpt_dir, STATE)):
-            raise ReidError(f"{ckpt_dir}: no {STATE} to resume from")
+        if latest is None:
+            raise ReidError(f"{ckpt_dir}: no complete checkpoint-N/ folder to resume from")
+        old = read_manifest(latest)
         o = old["options"]
         for k in RESUME_KEYS:
             mine = getattr(opts, k)
@@ -130,17 +132,17 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(acc.mixed_precision, torch.float32)
     vae, unet, noise_sched, base_path = load_base(opts.base, with_unet=old is None)
     if old and opts.train_reference:
-        reference = load_unet_folder(os.path.join(ckpt_dir, REFERENCE))
+        reference = load_unet_folder(os.path.join(latest, REFERENCE))
     else:   # the same weights as the denoising U-Net's start, a separate module
         reference = load_unet_folder(os.path.join(base_path, "unet"))
     if old is not None:
-        unet = load_unet_folder(os.path.join(ckpt_dir, DENOISING))
+        unet = load_unet_folder(os.path.join(latest, DENOISING))
     encoder = ImageEncoder(opts.image_encoder)
     torch.manual_seed(derive_seed(opts.seed, "posegen-init") % 2**63)
     net = build_net(unet, reference, opts.conditions, opts.guider_channels, opts.inject, encoder.dim,
                     opts.train_reference, vae)
     if old is not None:
-        load_parts(net, ckpt_dir, old)
+        load_parts(net, latest, old)
     vae.requires_grad_(False)
     reference.requires_grad_(opts.train_reference)
     half = weight_dtype != torch.float32
@@ -153,11 +155,10 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
     optimizer = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay)
     start = 0
     if old is not None:
-        with open(os.path.join(ckpt_dir, STATE_JSON), encoding="utf-8") as fh:
-            meta = json.load(fh)
-        optimizer.load_state_dict(optimizer_state_from(load_file(os.path.join(ckpt_dir, STATE)), meta))
+        tensors, meta = load_train_state(latest)
+        optimizer.load_state_dict(optimizer_state_from(tensors, meta))
         start = int(meta["step"])
-        log.info("resuming %s at step %d", ckpt_dir, start)
+        log.info("resuming %s at step %d", latest, start)
     net, optimizer = acc.prepare(net, optimizer)
     inner = acc.unwrap_model(net)
 
@@ -221,7 +222,8 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
         bar.set_postfix(loss=f"{loss_val:.4f}")
         done = step + 1
         if acc.is_main_process and (done % opts.save_every == 0 or done == opts.steps):
-            save_checkpoint(ckpt_dir, inner, manifest, done, loss_val, optimizer, opts.train_reference)
+            save_checkpoint(ckpt_dir, inner, manifest, done, loss_val, optimizer, opts.train_reference,
+                            keep=opts.keep_checkpoints, final=done == opts.steps)
         acc.wait_for_everyone()
     bar.close()
     if start >= opts.steps and acc.is_main_process:
