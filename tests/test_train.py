@@ -113,8 +113,8 @@ def test_resume_rejects_changed_options(data, tmp_path, capsys):
     assert reid("train", data / "train", "-o", run, *TINY, "--epochs", "1") == 0
     assert reid("train", data / "train", "-o", run, *TINY, "--epochs", "2") == 1
     assert "pass --resume" in capsys.readouterr().err
-    assert reid("train", data / "train", "-o", run, *TINY, "--epochs", "2", "--resume", "--lr", "0.1") == 1
-    assert "'lr'" in capsys.readouterr().err
+    assert reid("train", data / "train", "-o", run, *TINY, "--epochs", "2", "--resume", "--margin", "0.1") == 1
+    assert "'margin' (--margin)" in capsys.readouterr().err
     other = data / "test" / "query-000000.tar"    # other identities
     assert reid("train", other, "-o", run, *TINY, "--epochs", "2", "--resume") == 1
     assert "labels.json" in capsys.readouterr().err

@@ -28,11 +28,12 @@ def _extractor():
 
 
 def load_set(shards: list[str], *, role: str, protocol: str, needs: tuple[str, ...], model: str | None = None,
-             batch_size: int = 128, device: str | None = None, progress: bool = False):
+             batch_size: int = 128, device: str | None = None, progress: bool = False, stored: bool = True):
     """(features float32 (N, D), Meta, metadata dicts) of one sample set.
 
     Every sample must carry the metadata the protocol needs; features come from `feat.npy`, or, for
-    samples without it, from `--model` (all such samples are extracted in one pass).
+    samples without it, from `--model` (all such samples are extracted in one pass). stored=False
+    ignores `feat.npy` and extracts every sample (`reid train --eval-every` rates its own model).
     """
     from reidtools.shards import array, iter_samples, require
 
@@ -43,7 +44,7 @@ def load_set(shards: list[str], *, role: str, protocol: str, needs: tuple[str, .
         m = require(sample, *needs, hint=f"--protocol {protocol} needs it")
         metas.append(m)
         where.append((shard, key))
-        if FEAT in sample:
+        if FEAT in sample and (stored or model is None):
             f = array(sample, FEAT)
             if f.ndim == 2 and f.shape[0] == 1:
                 f = f[0]

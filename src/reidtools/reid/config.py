@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
-from reidtools.errors import ReidError
+from reidtools.errors import ReidError, UsageError
 
 METHODS = ("baseline", "cal", "hsal", "cal+hsal", "dcac")
 MIXES = ("progressive", "concat")
@@ -36,6 +36,8 @@ class TrainConfig:
     cal_epsilon: float = 0.1
     hsal_alpha: float = 0.05
     hsal_lambda: float | None = None
+    hsal_margin: float | None = None       # None: --margin
+    hsal_features: str = "pre-bn"
     mix: str = "progressive"
     progressive_epochs: list[int] = field(default_factory=lambda: [5, 10, 15])
     progressive_fractions: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
@@ -48,9 +50,9 @@ class TrainConfig:
     # DCAC (seed 003; --method dcac)
     diffusion_model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
     condition: str = "correlation"
-    condition_tau: float = 1.0
+    condition_tau: float | None = None     # None: from the training datasets (dcac_dataset_defaults)
     dif_weight: float = 1.0
-    lora_rank: int = 8
+    lora_rank: int | None = None           # None: from the training datasets
     lora_alpha: float = 1.0
     lora_targets: str = "paper"
     diffusion_size: int = 128
@@ -59,6 +61,18 @@ class TrainConfig:
     pcl_momentum: float = 0.2
     seed: int = 0
     log_every: int = 50
+    # starting point and watching (none of these changes the optimisation of an epoch)
+    init: str | None = None                # a run folder whose backbone weights start this run
+    eval_every: int = 0
+    query: list[str] = field(default_factory=list)
+    gallery: list[str] = field(default_factory=list)
+    protocol: str = "market"
+    best_metric: str = "mAP"
+    report_to: str = "none"
+    # how the run is executed
+    workers: int = 2
+    cpu: bool = False
+    keep_checkpoints: int = 1
 
     def uses_cal(self) -> bool:
         return self.method in ("cal", "cal+hsal")
@@ -104,6 +118,8 @@ SOURCES = {
     "cal_epsilon": "CAL epsilon 0.1",
     "hsal_alpha": "HSGL released code (distance factor 1.05)",
     "hsal_lambda": "HSGL eq. 12: 0.1 for non-metric baselines (cal+hsal); lambda_orig = the triplet weight for metric baselines (hsal)",
+    "hsal_margin": "reidtools: the triplet --margin (0.3, BoT); HSGL eq. 11 names a margin without a value; released CAL-based code 0.0",
+    "hsal_features": "reidtools: pre-BN pooled feature, as BoT's triplet (HSGL Alg. 1 line 27 F = M(B) does not say; released code: post-BN)",
     "mix": "DLCR progressive learning (concat = the ablation baseline)",
     "progressive_epochs": "DLCR released config [5, 10, 15]",
     "progressive_fractions": "DLCR released config [0.25, 0.5, 0.75], then 1.0",
@@ -115,9 +131,9 @@ SOURCES = {
     "gradient_checkpointing": "reidtools (off)",
     "diffusion_model": "DCAC: stable-diffusion-v1-5 (VAE + U-Net, frozen)",
     "condition": "DCAC eq. 12 correlation-aware (Table 7 ablations: class, instance; class-released = released code's rescaled one-hot)",
-    "condition_tau": "DCAC released base config 1.0 (paper: 0.1 CUHK03, 0.6 Market/Duke, 1.0 MSMT17 and multi-source)",
+    "condition_tau": "DCAC §5.2 by training dataset (0.1 CUHK03, 0.6 Market/Duke, 1.0 MSMT17 and multi-source)",
     "dif_weight": "DCAC eq. 13 lambda = 1",
-    "lora_rank": "DCAC: r = 8 (32 for MSMT17 and multi-source)",
+    "lora_rank": "DCAC §5.2 by training dataset (8; 32 for MSMT17 and multi-source)",
     "lora_alpha": "DCAC eq. 9 scale 1/r (released loralib alpha 1.0)",
     "lora_targets": "DCAC §4.2 text: attention q/k/v/out + both feed-forward Linears (released: GEGLU projection only)",
     "diffusion_size": "DCAC released code: 128x128 diffusion input",
@@ -126,7 +142,51 @@ SOURCES = {
     "pcl_momentum": "DCAC gamma = 0.2",
     "seed": "reidtools (0)",
     "log_every": "reidtools (50 steps)",
+    "init": "reidtools (none: the --pretrained backbone)",
+    "eval_every": "reidtools (0: no evaluation during training)",
+    "query": "reidtools (none)",
+    "gallery": "reidtools (none)",
+    "protocol": "reid eval's default (market)",
+    "best_metric": "reidtools (mAP)",
+    "report_to": "reidtools (none: log.jsonl only)",
+    "workers": "reidtools (2 decoding processes)",
+    "cpu": "reidtools (GPU when present)",
+    "keep_checkpoints": "reidtools (1)",
 }
+
+BEST_METRICS = ("mAP", "rank1")
+HSAL_FEATURES = ("pre-bn", "post-bn")
+REPORTERS = ("none", "tensorboard", "wandb")
+
+# DCAC §5.2: "The rank r of the LoRA adapters is set to 8 for all single-source experiments except for
+# those trained on MSMT17. For single-source experiments trained on MSMT17 and all multi-source
+# experiments, r is set to 32. [...] tau_c [...] is set to 0.1 for training on CUHK03-NP, 0.6 for
+# training on Market1501 and DukeMTMC-reID, and 1.0 for training on MSMT17 and multi-source settings."
+# Keys are the `dataset` field `reid pack` writes.
+DCAC_BY_DATASET = {"cuhk03np": (0.1, 8), "cuhk03": (0.1, 8), "market1501": (0.6, 8), "dukemtmc": (0.6, 8),
+                   "msmt17": (1.0, 32)}
+DCAC_MULTI_SOURCE = (1.0, 32)
+DCAC_OTHER = (1.0, 8)   # a dataset §5.2 does not list: the released base config (TAU 1.0, rank 8)
+
+
+def dcac_dataset_defaults(cfg: "TrainConfig", sources: dict[str, str], datasets) -> None:
+    """Fill --condition-tau and --lora-rank the user left unset from the training sources' `dataset`
+    field (DCAC §5.2), recording why in `sources`. Applies whatever the method (the values are
+    recorded; only --method dcac uses them)."""
+    names = sorted(str(d) for d in datasets)
+    if len(names) > 1:
+        (tau, rank), why = DCAC_MULTI_SOURCE, f"multi-source ({', '.join(names)})"
+    elif names and names[0].lower() in DCAC_BY_DATASET:
+        (tau, rank), why = DCAC_BY_DATASET[names[0].lower()], f"trained on {names[0]}"
+    else:
+        (tau, rank) = DCAC_OTHER
+        why = f"dataset {names[0] if names else '?'!r} is not one §5.2 names: released base config"
+    if cfg.condition_tau is None:
+        cfg.condition_tau = tau
+        sources["condition_tau"] = f"DCAC §5.2, {why}: tau_c = {tau}"
+    if cfg.lora_rank is None:
+        cfg.lora_rank = rank
+        sources["lora_rank"] = f"DCAC §5.2, {why}: r = {rank}"
 
 
 def resolve(cfg: TrainConfig, sources: dict[str, str]) -> tuple[TrainConfig, dict[str, str]]:
@@ -154,6 +214,25 @@ def resolve(cfg: TrainConfig, sources: dict[str, str]) -> tuple[TrainConfig, dic
         cfg.pooling = "maxavg" if cfg.uses_cal() else "avg"
     if cfg.hsal_lambda is None:
         cfg.hsal_lambda = 0.1 if cfg.method == "cal+hsal" else (cfg.triplet_weight or 1.0)
+    if cfg.hsal_margin is None:
+        cfg.hsal_margin = cfg.margin
+        if "margin" in sources:
+            out["hsal_margin"] = f"--margin ({sources['margin']})"
+    if cfg.hsal_features not in HSAL_FEATURES:
+        raise UsageError(f"--hsal-features {cfg.hsal_features!r} is not one of {', '.join(HSAL_FEATURES)}")
+    if cfg.best_metric not in BEST_METRICS:
+        raise UsageError(f"--best-metric {cfg.best_metric!r} is not one of {', '.join(BEST_METRICS)}")
+    if cfg.report_to not in REPORTERS:
+        raise UsageError(f"--report-to {cfg.report_to!r} is not one of {', '.join(REPORTERS)}")
+    if cfg.eval_every < 0:
+        raise UsageError("--eval-every must be >= 0")
+    cfg.query, cfg.gallery = [str(q) for q in cfg.query], [str(g) for g in cfg.gallery]
+    if cfg.eval_every and not (cfg.query and cfg.gallery):
+        raise UsageError("--eval-every needs --query SHARDS and --gallery SHARDS")
+    if (cfg.query or cfg.gallery) and not cfg.eval_every:
+        raise UsageError("--query/--gallery are evaluated every --eval-every N epochs: give --eval-every")
+    if cfg.init is not None:
+        cfg.init = str(cfg.init)
     if cfg.mix not in MIXES:
         raise ReidError(f"--mix {cfg.mix!r} is not one of {', '.join(MIXES)}")
     if cfg.distance not in DISTANCES:
@@ -177,8 +256,10 @@ def resolve(cfg: TrainConfig, sources: dict[str, str]) -> tuple[TrainConfig, dic
             raise ReidError(f"--lora-targets {cfg.lora_targets!r} is not one of {', '.join(LORA_TARGETS)}")
         if cfg.condition not in CONDITIONS:
             raise ReidError(f"--condition {cfg.condition!r} is not one of {', '.join(CONDITIONS)}")
-        if cfg.lora_rank < 1 or cfg.diffusion_size < 8 or cfg.diffusion_size % 8:
+        if (cfg.lora_rank is not None and cfg.lora_rank < 1) or cfg.diffusion_size < 8 or cfg.diffusion_size % 8:
             raise ReidError("--lora-rank must be >= 1 and --diffusion-size a multiple of 8")
+        if cfg.condition_tau is not None and cfg.condition_tau <= 0:
+            raise ReidError(f"--condition-tau {cfg.condition_tau}: must be positive")
     for f in fields(TrainConfig):
         out.setdefault(f.name, SOURCES.get(f.name, "reidtools"))
     return cfg, out

@@ -133,6 +133,9 @@ def read_records(shards: list[str], *, generated: bool, keep=None, need_source: 
         key = sample["__key__"]
         if need_source and not m.get("source"):
             raise SampleError(sample["__shard__"], key, "generated sample has no 'source' (the key of the real image it came from), which --mix progressive needs; use --mix concat for such samples")
+        if isinstance(m["pid"], int) and m["pid"] < 0:
+            raise SampleError(sample["__shard__"], key, f"pid {m['pid']} is a junk/distractor label (Market/Duke "
+                                                         "mark junk images -1), not an identity: drop such samples before training")
         field_name = image_field(sample)
         if field_name is None:
             raise SampleError(sample["__shard__"], key, "no image field (jpg/png)")

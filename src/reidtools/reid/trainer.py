@@ -19,7 +19,7 @@ import torch
 
 from reidtools.errors import ReidError
 from reidtools.reid import run as runio
-from reidtools.reid.config import TrainConfig, lr_at
+from reidtools.reid.config import TrainConfig, dcac_dataset_defaults, lr_at
 from reidtools.reid.data import (AugmentConfig, BatchLoader, Record, apply_labels, assign_variants,
                                  build_label_maps, key_by_dataset, read_records)
 from reidtools.reid.losses import (batch_hard_triplet, clothes_adversarial_loss, cross_entropy_ls,
@@ -31,7 +31,9 @@ from reidtools.seeding import derive_seed
 log = logging.getLogger("reidtools")
 
 # options that may change on --resume (everything else must match the run's config.yaml)
-RESUMABLE = {"epochs", "log_every"}
+# (--lr too: a NaN loss asks for a lower one; the change is recorded in config.yaml's `resumes`)
+RESUMABLE = {"epochs", "log_every", "lr", "workers", "cpu", "keep_checkpoints", "eval_every", "query", "gallery",
+             "protocol", "best_metric", "report_to"}
 
 
 @dataclass
@@ -50,10 +52,20 @@ def _rows(records: list[Record]) -> list[Row]:
     return [Row(r.key, r.pid, r.clothes, r.camid, r.generated, r.source, r.variant) for r in records]
 
 
+def run_train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, generated_inputs=(),
+              resume: bool = False, progress: bool = True) -> dict:
+    """`reid train`: fill the method-dependent defaults of `cfg` (`sources` names the options the user
+    set), then train. Returns the summary of `train`."""
+    from reidtools.reid.config import resolve
+
+    cfg, sources = resolve(cfg, sources)
+    return train(cfg, sources, train_inputs, run_dir, generated_inputs=generated_inputs, resume=resume,
+                 progress=progress)
+
+
 def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, generated_inputs=(),
-          resume: bool = False, workers: int = 0, cpu: bool = False, progress: bool = True,
-          keep_checkpoints: int = 1) -> dict:
-    """Train; returns a summary dict. Writes the run folder described in reid.run."""
+          resume: bool = False, progress: bool = True) -> dict:
+    """Train a resolved config; returns a summary dict. Writes the run folder described in reid.run."""
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, gather_object
 
@@ -62,9 +74,13 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
     from reidtools.reid.sampler import pk_batches
     from reidtools.shards import expand_inputs, split_shards
 
+    from reidtools.reid.validate import Validator, tracker_init, tracker_setup, tracker_values
+
     kwargs = [DistributedDataParallelKwargs(find_unused_parameters=False)]
+    trackers = tracker_setup(cfg.report_to, run_dir)
+    validator = Validator(cfg) if cfg.eval_every else None   # resolves the query/gallery shards up front
     try:
-        acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cpu, kwargs_handlers=kwargs)
+        acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu, kwargs_handlers=kwargs, **trackers)
     except (ValueError, RuntimeError) as exc:
         raise ReidError(f"--mixed-precision {cfg.mixed_precision}: accelerate cannot set up this machine ({exc})") from None
     rank, world = acc.process_index, acc.num_processes
@@ -75,10 +91,8 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
     if os.path.exists(os.path.join(run_dir, runio.CONFIG)) and not resume:
         raise ReidError(f"-o {run_dir}: a run already exists there; pass --resume to continue it or choose another folder")
     saved = runio.read_config(run_dir) if resume and os.path.exists(os.path.join(run_dir, runio.CONFIG)) else None
-    if saved is not None:
-        _check_resume(saved["options"], cfg)
-        if ckpt is None:
-            log.info("--resume: no complete checkpoint in %s yet; starting from epoch 1", run_dir)
+    if saved is not None and ckpt is None:
+        log.info("--resume: no complete checkpoint in %s yet; starting from epoch 1", run_dir)
 
     # ------------------------------------------------------------------ data
     train_shards = expand_inputs(list(train_inputs))
@@ -90,6 +104,9 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
     if world > 1:
         datasets = set().union(*gather_object([sorted(datasets)]))
     multi_source = len(datasets) > 1
+    dcac_dataset_defaults(cfg, sources, datasets)
+    if saved is not None:
+        changed = _check_resume(saved["options"], cfg)
     if multi_source:
         key_by_dataset(real)
     progressive = bool(gen_shards) and cfg.mix == "progressive"
@@ -142,11 +159,17 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
 
     # ------------------------------------------------------------------ model
     torch.manual_seed(cfg.seed)
+    init = None
     if saved is not None and ckpt is not None:   # weights come from the checkpoint: no hub access
         backbone = build_backbone(cfg.backbone, config_dict=saved["backbone_config"])
+    elif cfg.init:
+        init = runio.read_init(cfg.init, cfg.backbone)
+        backbone = build_backbone(cfg.backbone, config_dict=init["config"]["backbone_config"])
     else:
         backbone = build_backbone(cfg.backbone, cfg.pretrained)
     model = ReidModel(backbone, n_ids, pooling=cfg.pooling)
+    if init is not None:
+        init_record = _apply_init(model, init)
     cc = NormalizedClassifier(model.dim, n_cc) if cfg.uses_cal() else None
     if cfg.method == "dcac":
         from reidtools.reid.dcac import freeze_patch_projection
@@ -183,16 +206,26 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
         opt_state = runio.load_optimizer(ckpt)
         if opt_state is not None:
             optimizer.load_state_dict(opt_state)
-        with open(os.path.join(ckpt, "state.json"), encoding="utf-8") as fh:
-            st = json.load(fh)
-        start_epoch, global_step = int(st["epoch"]), int(st["global_step"])
+        st = runio.read_state(ckpt)
+        start_epoch, global_step = st["epoch"], st["global_step"]
         runio.load_rng(ckpt, rank)
         log.info("resuming %s from epoch %d (step %d)", run_dir, start_epoch + 1, global_step)
+        if main:
+            dropped = runio.truncate_log(run_dir, start_epoch, global_step)
+            if dropped:
+                log.info("log.jsonl: dropped %d record(s) written after the checkpoint", dropped)
+            if changed:
+                _record_resume_changes(run_dir, changed, start_epoch)
 
+    if n_ids < 2:   # every loss is 0 with one identity: the run would "train" and learn nothing
+        only = next(iter(maps.pids), "?")
+        raise ReidError(f"the training shards hold a single identity (pid {only}); identity and metric losses "
+                        "need at least two")
     if n_ids < cfg.batch_p:  # checked before the run folder exists, so a retry needs no clean-up
         raise ReidError(f"--batch {cfg.batch_p}x{cfg.batch_k}: only {n_ids} identities in the training data; lower P")
     if main and (saved is None or ckpt is None):
-        os.makedirs(run_dir, exist_ok=True)
+        if saved is not None:   # resumed before the first checkpoint: the run starts over
+            runio.truncate_log(run_dir, None)
         runio.write_config(run_dir, {
             "options": cfg.to_dict(),
             "sources": sources,
@@ -200,12 +233,16 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
             "num_ids": n_ids, "num_clothes": len(maps.clothes), "num_clothes_classes": n_cc,
             "inputs": {"train": train_shards, "generated": gen_shards},
             "processes": world,
+            **({"init": init_record} if init is not None else {}),
         })
         runio.write_json(os.path.join(run_dir, runio.LABELS), maps.to_json())
         runio.append_log(run_dir, {"type": "dataset", "processes": world, "real": len(rows_real),
                                    "generated": len(rows_gen), "ids": n_ids, "clothes": len(maps.clothes),
                                    **hard_pair_counts(rows_real + rows_gen)})
     acc.wait_for_everyone()
+    if validator is not None and saved is not None and ckpt is not None:
+        validator.best = _resumed_best(run_dir, cfg, start_epoch)
+    tracker_init(acc, cfg.report_to, run_dir, cfg.to_dict())
 
     extras = [m for m in (cc, dcac) if m is not None]
     model, *extras, optimizer = acc.prepare(model, *extras, optimizer)
@@ -243,11 +280,11 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
             n_steps = int(acc.gather(torch.tensor([n_steps], device=acc.device)).min().item())
         if n_steps == 0:
             raise ReidError(f"--batch {cfg.batch_p}x{cfg.batch_k}: no complete batch in epoch {epoch + 1}")
-        memory = _pcl_memory(acc, model, records, pk_pool, cfg, n_ids, workers) if cfg.method == "dcac" else None
+        memory = _pcl_memory(acc, model, records, pk_pool, cfg, n_ids, cfg.workers) if cfg.method == "dcac" else None
         loader = torch.utils.data.DataLoader(
             BatchLoader(records, batches[:n_steps], size=tuple(cfg.size), seed=rank_seed, epoch=epoch, augment_cfg=aug,
                         diffusion_size=cfg.diffusion_size if dcac is not None else None),
-            batch_size=None, shuffle=False, num_workers=workers)
+            batch_size=None, shuffle=False, num_workers=cfg.workers)
         model.train()
         if cc is not None:
             cc.train()
@@ -290,6 +327,19 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
             counts = acc.reduce(counts, "sum")
         images_all, batch_hp, batch_hn = (int(v) for v in counts.tolist())
 
+        # evaluation before the checkpoint: a run killed in between redoes the epoch and its evaluation
+        eval_record = None
+        if validator is not None and validator.due(epoch + 1):
+            if main:
+                eval_record = validator.record(validator.evaluate(acc.unwrap_model(model), acc.device),
+                                               epoch + 1, global_step)
+                if eval_record["best"]:
+                    _save_best(run_dir, _state(acc, model, cc), validator.best)
+                log.info("epoch %d/%d: %s mAP %.4f, rank-1 %.4f%s", epoch + 1, cfg.epochs, cfg.protocol,
+                         eval_record.get("mAP", float("nan")), eval_record.get("rank1", float("nan")),
+                         " (best so far)" if eval_record["best"] else "")
+            acc.wait_for_everyone()
+
         # checkpoint: every process writes its RNG state, then the main one the rest (state.json last)
         path = runio.checkpoint_dir(run_dir, epoch + 1)
         os.makedirs(path, exist_ok=True)
@@ -298,7 +348,8 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
         if main:
             runio.save_checkpoint(run_dir, epoch + 1, model_state=_state(acc, model, cc, dcac),
                                   optimizer_state=optimizer.state_dict(),
-                                  state={"epoch": epoch + 1, "global_step": global_step}, keep=keep_checkpoints)
+                                  state={"epoch": epoch + 1, "global_step": global_step}, keep=cfg.keep_checkpoints,
+                                  ranks=world)
             pool = rows_real + _eligible(rows_gen, epoch, cfg, progressive)
             record = {"type": "epoch", "epoch": epoch + 1, "step": global_step, "lr": lr,
                       **{k: v / n_steps for k, v in sums.items()}, "steps": n_steps, "images": images_all,
@@ -307,18 +358,28 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
             if progressive:
                 record["variant_fraction"] = eligible_fraction(epoch, cfg.progressive_epochs, cfg.progressive_fractions)
             runio.append_log(run_dir, record)
+            acc.log(tracker_values(record), step=global_step)
+            if eval_record is not None:
+                runio.append_log(run_dir, eval_record)
+                acc.log(tracker_values(eval_record), step=global_step)
+                summary.setdefault("evals", []).append(eval_record)
             log.info("epoch %d/%d: loss %.4f, %.1f images/s", epoch + 1, cfg.epochs, record["loss"], record["images_per_s"])
             summary["epochs"].append(record)
         acc.wait_for_everyone()
 
     if main:
-        runio.save_weights(os.path.join(run_dir, runio.WEIGHTS), _state(acc, model, cc))
+        digest = runio.save_weights(os.path.join(run_dir, runio.WEIGHTS), _state(acc, model, cc))
         data = runio.read_config(run_dir)
-        data["options"]["epochs"] = cfg.epochs
+        data["options"].update({k: v for k, v in cfg.to_dict().items() if k in RESUMABLE})
         data["trained_epochs"] = cfg.epochs
+        data.setdefault(runio.DIGESTS, {})[runio.WEIGHTS] = digest
         runio.write_config(run_dir, data)
     acc.wait_for_everyone()
+    if cfg.report_to != "none":
+        acc.end_training()
     summary["run_dir"] = run_dir
+    if validator is not None:
+        summary["best"] = validator.best
     return summary
 
 
@@ -351,7 +412,11 @@ def _losses(cfg: TrainConfig, model, cc, batch: dict, device, epoch: int, pos_ma
     dist = pairwise_distance(feat, cfg.distance)
     is_hp, is_hn = hard_sample_matrices(labels, clothes, cams)
     if cfg.uses_hsal():
-        terms["hatrip"] = cfg.hsal_lambda * hsal_triplet(dist, labels, clothes, cams, alpha=cfg.hsal_alpha, margin=cfg.margin)
+        # HSGL leaves the feature (Alg. 1 line 27: F = M(B)) and the margin value (eq. 11) open; the
+        # released code uses the BNNeck output and margin 0 (--hsal-features post-bn --hsal-margin 0)
+        hdist = dist if cfg.hsal_features == "pre-bn" else pairwise_distance(bn, cfg.distance)
+        terms["hatrip"] = cfg.hsal_lambda * hsal_triplet(hdist, labels, clothes, cams, alpha=cfg.hsal_alpha,
+                                                         margin=cfg.hsal_margin)
     elif cfg.triplet_weight:
         terms["triplet"] = cfg.triplet_weight * batch_hard_triplet(dist, labels, cfg.margin)
     if cc is not None and epoch >= cfg.cal_start_epoch:
@@ -418,8 +483,10 @@ def _check_finite(acc, terms: dict, step: int, epoch: int, run_dir: str, world: 
     last = runio.latest_checkpoint(run_dir)
     kept = f"the last checkpoint {last} is kept" if last else "no checkpoint was written yet"
     value = float(terms[bad].detach()) if bad in terms else float("nan")
+    how = (f"continue from it with the same command plus --resume and a lower --lr (the change is recorded in "
+           f"config.yaml), or train into a new -o folder" if last else "rerun with a lower --lr into a new -o folder")
     raise ReidError(f"step {step} (epoch {epoch + 1}): loss term {bad!r} is {value}; training stopped and "
-                    f"{kept} (lower --lr, or use --mixed-precision no)")
+                    f"{kept}: {how} (or use --mixed-precision no)")
 
 
 def _state(acc, model, cc, dcac=None) -> dict:
@@ -432,11 +499,74 @@ def _state(acc, model, cc, dcac=None) -> dict:
     return state
 
 
-def _check_resume(saved: dict, cfg: TrainConfig) -> None:
+def _save_best(run_dir: str, state: dict, best: dict) -> None:
+    """best.safetensors (the ReID model, as model.safetensors) and, in config.yaml, which evaluation
+    it is and its SHA-256."""
+    digest = runio.save_weights(os.path.join(run_dir, runio.BEST), state)
+    data = runio.read_config(run_dir)
+    data["best"] = dict(best)
+    data.setdefault(runio.DIGESTS, {})[runio.BEST] = digest
+    runio.write_config(run_dir, data)
+
+
+def _resumed_best(run_dir: str, cfg: TrainConfig, start_epoch: int) -> dict | None:
+    """The best evaluation recorded before the checkpoint we resume from (a later one belonged to
+    an epoch that is trained again; a different --best-metric or -p starts afresh)."""
+    best = runio.read_config(run_dir).get("best")
+    if not isinstance(best, dict) or int(best.get("epoch", 0)) > start_epoch:
+        return None
+    if best.get("metric") != cfg.best_metric or best.get("protocol") != cfg.protocol:
+        log.info("--resume: --best-metric/-p changed; best.safetensors is chosen afresh from epoch %d", start_epoch + 1)
+        return None
+    return best
+
+
+def _apply_init(model, init: dict) -> dict:
+    """--init: copy the backbone (and the BNNeck where its size matches) of another run into `model`;
+    the identity classifier (and CAL's clothes classifier, DCAC's head) stay newly initialised.
+    Returns what config.yaml records."""
+    state = init["state"]
+    parts = {"backbone": model.backbone, "bnneck": model.bnneck}
+    loaded, skipped = [], []
+    for name, module in parts.items():
+        sub = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
+        own = module.state_dict()
+        if set(sub) != set(own) or any(sub[k].shape != own[k].shape for k in own):
+            if name == "backbone":
+                raise ReidError(f"--init {init['run']}: its backbone weights do not fit --backbone "
+                                f"{model.backbone.name} (different architecture)")
+            skipped.append(name)   # e.g. a maxavg-pooled run initialising an avg-pooled one
+            continue
+        module.load_state_dict(sub)
+        loaded.append(name)
+    if skipped:
+        log.info("--init %s: %s not loaded (feature size differs)", init["run"], ", ".join(skipped))
+    return {"run": init["run"], "weights_sha256": init["sha256"], "loaded": loaded,
+            "new": sorted(set(["classifier", *skipped]))}
+
+
+def _check_resume(saved: dict, cfg: TrainConfig) -> dict:
+    """Refuse a resume that changes what the checkpoint was trained with; return {option: (was, now)}
+    of the options that may change (RESUMABLE) and did."""
     current = cfg.to_dict()
     diff = [k for k, v in current.items() if k not in RESUMABLE and k in saved and saved[k] != v
             and not (k == "pretrained")]
     if diff:
         k = diff[0]
-        raise ReidError(f"--resume: option {k!r} is {current[k]!r} but the run was trained with {saved[k]!r} "
-                        "(only --epochs may change on resume)")
+        flag = "--" + k.replace("_", "-")
+        raise ReidError(f"--resume: option {k!r} ({flag}) is {current[k]!r} but the run was trained with {saved[k]!r} "
+                        "(on resume only --epochs, --lr, --log-every, --workers, --keep-checkpoints and the "
+                        "--eval-every/--report-to options may change; train into a new -o folder to change it)")
+    return {k: (saved[k], v) for k, v in current.items() if k in RESUMABLE and k in saved and saved[k] != v}
+
+
+def _record_resume_changes(run_dir: str, changed: dict, epoch: int) -> None:
+    """config.yaml keeps what each changed option was and from which epoch the new value applies."""
+    data = runio.read_config(run_dir)
+    entry = {"after_epoch": epoch, "changed": {k: {"from": a, "to": b} for k, (a, b) in changed.items()}}
+    data.setdefault("resumes", []).append(entry)
+    for k, (a, b) in changed.items():
+        data["options"][k] = b
+        data.setdefault("sources", {})[k] = f"command line (changed on resume after epoch {epoch}; was {a!r})"
+    runio.write_config(run_dir, data)
+    runio.append_log(run_dir, {"type": "resume", "epoch": epoch, **entry})
