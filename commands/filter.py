@@ -6,9 +6,7 @@ import click
 
 from reidtools.commands._options import (command, inputs_argument, output_option, overwrite_option, progress_enabled,
                                          resolve_task, seed_option, task_options)
-
-RULES = ("frontal", "quality", "pose-ref", "pose-target", "pose-gen", "size")
-
+from reidtools.vision.filtering import RULES  # torch-free: the rules are imported when they run
 
 @command("filter", short_help="Keep the samples that pass the selection rules.")
 @inputs_argument
@@ -31,8 +29,9 @@ RULES = ("frontal", "quality", "pose-ref", "pose-target", "pose-gen", "size")
               help="quality: keep the N best images per identity (HSGL's SelectTopNPerID); reads the input twice.")
 @click.option("--top-n", type=click.IntRange(min=1), default=None,
               help="quality: keep the N best images of the whole input (HSGL's SelectTopM); reads the input twice.")
-@click.option("--rank-by", type=click.Choice(["sharpness", "resolution", "product"]), default="sharpness",
-              help="quality: ranking score for --top-n/--top-n-per-id (ties broken by the other).")
+@click.option("--rank-by", type=click.Choice(["resolution", "released", "sharpness", "product"]), default="resolution",
+              help="quality: ranking for --top-n/--top-n-per-id: resolution, ties by sharpness (HSGL §3.2.1); "
+                   "released = R*(10 + 0.5*min(S/100, 1)) (HSGL's code); sharpness; product R*S.")
 @click.option("--tau-ref", type=float, default=0.6, help="pose-ref: min keypoint confidence (Pose-dIVE eq. 3; Fig. 4 best).")
 @click.option("--tau-tar", type=float, default=0.6, help="pose-target: mean keypoint confidence (Pose-dIVE eq. 4).")
 @click.option("--tau-gen", type=float, default=0.6, help="pose-gen: mean keypoint confidence of the generated image (eq. 6).")
@@ -46,9 +45,7 @@ RULES = ("frontal", "quality", "pose-ref", "pose-target", "pose-gen", "size")
 @click.option("--max-aspect", type=float, default=None, help="size: maximum height/width.")
 @task_options
 @seed_option
-def cli(inputs, output, rules, report, frontal_mode, visibility, visibility_mode, eps_y, eps_v, min_resolution,
-        min_sharpness, top_n_per_id, top_n, rank_by, tau_ref, tau_tar, tau_gen, eps_gen, keypoints,
-        min_height, min_width, min_aspect, max_aspect, shard_index, num_shards, seed, overwrite):
+def cli(keypoints: str, shard_index, num_shards, **options) -> None:
     """Keep the samples that pass the selection rules.
 
     Rules (repeat --rule to compose): frontal (HSGL eq. 2, or --frontal-mode composite: the
@@ -60,11 +57,8 @@ def cli(inputs, output, rules, report, frontal_mode, visibility, visibility_mode
     With --top-n/--top-n-per-id the whole input is scored first (stdin is spooled to a
     temporary file), then this task's shards are written.
     """
-    import json
-    import logging
-
     from reidtools.data.labels import POSE_FORMATS
-    from reidtools.vision import rules as R
+    from reidtools.vision.filtering import FilterRun, run_filter
 
     names = None
     if keypoints.strip() != "all":
@@ -73,25 +67,7 @@ def cli(inputs, output, rules, report, frontal_mode, visibility, visibility_mode
         bad = [n for n in names if n not in known]
         if bad:
             raise click.BadParameter(f"unknown keypoint(s) {', '.join(bad)}", param_hint="--keypoints")
-    if (top_n_per_id or top_n) and "quality" not in rules:
+    if (options["top_n_per_id"] or options["top_n"]) and "quality" not in options["rules"]:
         raise click.UsageError("--top-n/--top-n-per-id belong to --rule quality")
-    make = {
-        "frontal": lambda: R.Frontal(frontal_mode, visibility, eps_y, eps_v, visibility_mode),
-        "quality": lambda: R.Quality(min_resolution, min_sharpness, top_n_per_id, top_n, rank_by),
-        "pose-ref": lambda: R.PoseRef(tau_ref, names),
-        "pose-target": lambda: R.PoseTarget(tau_tar, names),
-        "pose-gen": lambda: R.PoseGen(tau_gen, eps_gen, names),
-        "size": lambda: R.Size(min_height, min_width, min_aspect, max_aspect),
-    }
-    chain = [make[r]() for r in dict.fromkeys(rules)]
     index, count = resolve_task(shard_index, num_shards)
-    from reidtools.vision.filtering import run_filter
-
-    counts = run_filter(list(inputs), output, chain, shard_index=index, num_shards=count,
-                        progress=progress_enabled(), overwrite=overwrite)
-    summary = counts.as_dict()
-    logging.getLogger("reidtools").info("kept %d of %d (%s)", summary["kept"], summary["input"],
-                                        ", ".join(f"{r['rule']} removed {r['removed']}" for r in summary["rules"]))
-    if report:
-        with open(report, "w", encoding="utf-8") as fh:
-            json.dump(summary, fh, indent=2)
+    run_filter(FilterRun(keypoints=names, shard_index=index, num_shards=count, **options), progress=progress_enabled())

@@ -173,3 +173,18 @@ def test_mask_dilate_and_iou():
     grown = dilate(dot, 1)
     assert (grown[1:4, 1:4] == 255).all() and grown.sum() == 9 * 255
     assert iou(dot, grown) == pytest.approx(1 / 9) and iou(dot * 0, dot * 0) == 1.0
+
+
+def test_quality_ranking_is_resolution_first_and_the_released_score_is_an_option():
+    """HSGL §3.2.1: "the selection process prioritizes images with higher resolution and minimal
+    blurriness". A is 100x50 with S = 10, B is 98x50 with S = 200. Resolution first: A (5000 px) beats
+    B (4900 px). The released score R*(10 + 0.5*min(S/100, 1)) gives A 5000*10.05 = 50250 and
+    B 4900*10.5 = 51450, so B wins there."""
+    a, b = {"resolution": 5000, "sharpness": 10.0}, {"resolution": 4900, "sharpness": 200.0}
+    paper = R.Quality()
+    assert paper.rank == "resolution" and paper.rank_value(a) > paper.rank_value(b)
+    released = R.Quality(rank="released")
+    assert released.rank_value(a)[0] == pytest.approx(50250.0) and released.rank_value(b)[0] == pytest.approx(51450.0)
+    assert released.rank_value(b) > released.rank_value(a)
+    # equal resolution: the sharper one first
+    assert paper.rank_value({"resolution": 5000, "sharpness": 11.0}) > paper.rank_value(a)

@@ -15,8 +15,74 @@ import tempfile
 
 from tqdm import tqdm
 
+from dataclasses import dataclass
+
+from reidtools.fileio import write_json_atomic
 from reidtools.shards import STDIN, expand_inputs, iter_shard, map_shards, meta
 from reidtools.vision.rules import Counts, evaluate, record, select_top
+
+RULES = ("frontal", "quality", "pose-ref", "pose-target", "pose-gen", "size")
+
+
+@dataclass
+class FilterRun:
+    """`reid filter`'s options; each rule's defaults are its paper's (see docs/filter.md)."""
+    inputs: tuple
+    output: str
+    rules: tuple
+    report: str | None = None
+    frontal_mode: str = "eq2"            # HSGL eq. 2 (released code: composite)
+    visibility: float = 0.7
+    visibility_mode: str = "all"
+    eps_y: float = 0.05
+    eps_v: float = 0.4
+    min_resolution: int = 0
+    min_sharpness: float = 0.0
+    top_n_per_id: int | None = None
+    top_n: int | None = None
+    rank_by: str = "resolution"          # HSGL §3.2.1: resolution first, then blur (released: "released")
+    tau_ref: float = 0.6                 # Pose-dIVE eq. 3 (Fig. 4)
+    tau_tar: float = 0.6                 # eq. 4
+    tau_gen: float = 0.6                 # eq. 6
+    eps_gen: float = 0.1                 # eq. 5: "a small value"
+    keypoints: list | None = None
+    min_height: int = 0
+    min_width: int = 0
+    min_aspect: float | None = None
+    max_aspect: float | None = None
+    shard_index: int = 0
+    num_shards: int = 1
+    seed: int = 0
+    overwrite: bool = False
+
+    def chain(self) -> list:
+        from reidtools.vision import rules as R
+
+        make = {
+            "frontal": lambda: R.Frontal(self.frontal_mode, self.visibility, self.eps_y, self.eps_v,
+                                         self.visibility_mode),
+            "quality": lambda: R.Quality(self.min_resolution, self.min_sharpness, self.top_n_per_id, self.top_n,
+                                         self.rank_by),
+            "pose-ref": lambda: R.PoseRef(self.tau_ref, self.keypoints),
+            "pose-target": lambda: R.PoseTarget(self.tau_tar, self.keypoints),
+            "pose-gen": lambda: R.PoseGen(self.tau_gen, self.eps_gen, self.keypoints),
+            "size": lambda: R.Size(self.min_height, self.min_width, self.min_aspect, self.max_aspect),
+        }
+        return [make[r]() for r in dict.fromkeys(self.rules)]
+
+
+def run_filter(run: FilterRun, *, progress: bool = True) -> Counts:
+    """Filter the shards; log (and with `report`, write) what each rule removed."""
+    import logging
+
+    counts = filter_shards(list(run.inputs), run.output, run.chain(), shard_index=run.shard_index,
+                           num_shards=run.num_shards, progress=progress, overwrite=run.overwrite)
+    summary = counts.as_dict()
+    logging.getLogger("reidtools").info("kept %d of %d (%s)", summary["kept"], summary["input"], ", ".join(
+        f"{r['rule']} removed {r['removed']}" for r in summary["rules"]))
+    if run.report:
+        write_json_atomic(run.report, summary)
+    return counts
 
 
 def _group(sample: dict) -> tuple:
@@ -24,7 +90,7 @@ def _group(sample: dict) -> tuple:
     return (m.get("dataset"), m.get("pid"))
 
 
-def run_filter(inputs: list[str], output: str, rules: list, *, shard_index: int = 0, num_shards: int = 1,
+def filter_shards(inputs: list[str], output: str, rules: list, *, shard_index: int = 0, num_shards: int = 1,
                progress: bool = True, overwrite: bool = False) -> Counts:
     counts = Counts([r.name for r in rules])
     shards = expand_inputs(inputs)

@@ -129,14 +129,21 @@ def composite(nose, le, re, lear, rear) -> tuple[float, float]:
 
 @dataclass
 class Quality:
-    """HSGL's quality assessor: R = w*h >= min_resolution and S = Var(Laplacian) >= min_sharpness.
-    Ranking for top-N (whole input) uses `rank`: sharpness, resolution, or their product."""
+    """HSGL's quality assessor (seed 001 §3.2.1): R = w*h >= min_resolution and S = Var(Laplacian) >=
+    min_sharpness. Ranking for top-N (whole input) uses `rank`:
+
+    - `resolution` (default): "the selection process prioritizes images with higher resolution and
+      minimal blurriness" -- resolution first, sharpness breaks ties;
+    - `released`: the released code's single score R * (10 + 0.5 * min(S / 100, 1)), in which a
+      sharper image can outrank one up to 5 % larger;
+    - `sharpness` (ties by resolution) and `product` R * S, for ablations.
+    """
 
     min_resolution: int = 0
     min_sharpness: float = 0.0
     top_n_per_id: int | None = None
     top_n: int | None = None
-    rank: str = "sharpness"
+    rank: str = "resolution"
     name: str = "quality"
 
     @property
@@ -151,7 +158,10 @@ class Quality:
         return Outcome(bool(passed), s, "quality")
 
     def rank_value(self, s: dict) -> tuple:
+        """A sort key, larger = better (the try-on person choice uses it too)."""
         r, sh = s["resolution"], s["sharpness"]
+        if self.rank == "released":
+            return (r * (10.0 + 0.5 * min(sh / 100.0, 1.0)), r, sh)
         return {"sharpness": (sh, r), "resolution": (r, sh), "product": (r * sh, sh)}[self.rank]
 
 
