@@ -11,14 +11,20 @@ DATA     ?= data/Market-1501-v15.09.15
 FORMAT   ?= market1501
 BASE     ?= stable-diffusion-v1-5/stable-diffusion-v1-5
 ENCODER  ?= openai/clip-vit-large-patch14
-# ~15 images per identity is the paper's best (Fig. 2); thresholds 0.6 (Fig. 4)
+# ~15 images per identity is the paper's best (Fig. 2, §D); thresholds 0.6 (Fig. 4)
 PER_ID   ?= 15
 TAU      ?= 0.6
+# eq. 5's eps_gen is "a small value" (§E): no number in the paper
+EPS_GEN  ?= 0.1
 FIT_STEPS ?= 30000
+# target viewpoints: uniform over 360 deg, the point of Pose-dIVE (§B); `dataset` re-samples the bias
+VIEWPOINTS ?= uniform
+# skeleton, depth and normal maps (§B), rendered by `reid posegen poses`' parametric body
+CONDITIONS ?= skeleton,depth,normal
 
 TRAIN    = $(call shards,$(OUT)/real,train)
 
-.PHONY: all pack fit generate train eval clean
+.PHONY: all pack fit targets generate train eval clean
 all: pack
 	$(RECIPE) fit
 	$(RECIPE) generate
@@ -33,16 +39,22 @@ $(OUT)/posed/%.tar: $(OUT)/real/%.tar
 	$(LAUNCH) pose $< -o $(@D)
 $(OUT)/ckpt/manifest.json: $(addprefix $(OUT)/posed/,$(TRAIN))
 	$(LAUNCH) posegen fit '$(OUT)/posed/train-*.tar' -o $(OUT)/ckpt --base $(BASE) --image-encoder $(ENCODER) \
-	  --tau-ref $(TAU) --tau-tar $(TAU) --steps $(FIT_STEPS) --seed $(SEED)
+	  --conditions $(CONDITIONS) --render-conditions --tau-ref $(TAU) --tau-tar $(TAU) --steps $(FIT_STEPS) --seed $(SEED)
 fit: $(OUT)/ckpt/manifest.json
 
+# per identity, PER_ID sampled viewpoints x poses (the shard's poses lifted to 3D), rendered
+$(OUT)/targets/%.tar: $(OUT)/posed/%.tar
+	$(REID) posegen poses $< -o $(@D) --viewpoints $(VIEWPOINTS) --poses dataset --per-id $(PER_ID) \
+	  --conditions $(CONDITIONS) --tau-tar $(TAU) --seed $(SEED)
+targets: $(addprefix $(OUT)/targets/,$(TRAIN))
+
 # generated -> keypoints of what was generated -> eqs. 5-6 against the recorded target pose
-$(OUT)/generated/%.tar: $(OUT)/posed/%.tar $(OUT)/ckpt/manifest.json
-	$(LAUNCH) posegen sample $(OUT)/ckpt $< -o $(@D) --poses dataset --per-id $(PER_ID) --seed $(SEED)
+$(OUT)/generated/%.tar: $(OUT)/posed/%.tar $(OUT)/targets/%.tar $(OUT)/ckpt/manifest.json
+	$(LAUNCH) posegen sample $(OUT)/ckpt $< -o $(@D) --targets $(OUT)/targets/$*.tar --seed $(SEED)
 $(OUT)/generated-posed/%.tar: $(OUT)/generated/%.tar
 	$(LAUNCH) pose $< -o $(@D)
 $(OUT)/kept/%.tar: $(OUT)/generated-posed/%.tar
-	$(REID) filter $< --rule pose-gen --tau-gen $(TAU) -o $(@D)
+	$(REID) filter $< --rule pose-gen --tau-gen $(TAU) --eps-gen $(EPS_GEN) -o $(@D)
 generate: $(addprefix $(OUT)/kept/,$(TRAIN))
 
 $(OUT)/runs/base/model.safetensors: $(OUT)/real/.done
