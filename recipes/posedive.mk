@@ -21,6 +21,10 @@ FIT_STEPS ?= 30000
 VIEWPOINTS ?= uniform
 # skeleton, depth and normal maps (§B), rendered by `reid posegen poses`' parametric body
 CONDITIONS ?= skeleton,depth,normal
+# extra flags per stage, e.g. FIT_ARGS='--size 256x128' POSES_ARGS='--size 256x128'
+FIT_ARGS ?=
+POSES_ARGS ?=
+SAMPLE_ARGS ?=
 
 TRAIN    = $(call shards,$(OUT)/real,train)
 
@@ -39,18 +43,18 @@ $(OUT)/posed/%.tar: $(OUT)/real/%.tar
 	$(LAUNCH) pose $< -o $(@D)
 $(OUT)/ckpt/manifest.json: $(addprefix $(OUT)/posed/,$(TRAIN))
 	$(LAUNCH) posegen fit '$(OUT)/posed/train-*.tar' -o $(OUT)/ckpt --base $(BASE) --image-encoder $(ENCODER) \
-	  --conditions $(CONDITIONS) --render-conditions --tau-ref $(TAU) --tau-tar $(TAU) --steps $(FIT_STEPS) --seed $(SEED)
+	  --conditions $(CONDITIONS) --render-conditions --tau-ref $(TAU) --tau-tar $(TAU) --steps $(FIT_STEPS) --seed $(SEED) $(FIT_ARGS)
 fit: $(OUT)/ckpt/manifest.json
 
 # per identity, PER_ID sampled viewpoints x poses (the shard's poses lifted to 3D), rendered
 $(OUT)/targets/%.tar: $(OUT)/posed/%.tar
 	$(REID) posegen poses $< -o $(@D) --viewpoints $(VIEWPOINTS) --poses dataset --per-id $(PER_ID) \
-	  --conditions $(CONDITIONS) --tau-tar $(TAU) --seed $(SEED)
+	  --conditions $(CONDITIONS) --tau-tar $(TAU) --seed $(SEED) $(POSES_ARGS)
 targets: $(addprefix $(OUT)/targets/,$(TRAIN))
 
 # generated -> keypoints of what was generated -> eqs. 5-6 against the recorded target pose
 $(OUT)/generated/%.tar: $(OUT)/posed/%.tar $(OUT)/targets/%.tar $(OUT)/ckpt/manifest.json
-	$(LAUNCH) posegen sample $(OUT)/ckpt $< -o $(@D) --targets $(OUT)/targets/$*.tar --seed $(SEED)
+	$(LAUNCH) posegen sample $(OUT)/ckpt $< -o $(@D) --targets $(OUT)/targets/$*.tar --seed $(SEED) $(SAMPLE_ARGS)
 $(OUT)/generated-posed/%.tar: $(OUT)/generated/%.tar
 	$(LAUNCH) pose $< -o $(@D)
 $(OUT)/kept/%.tar: $(OUT)/generated-posed/%.tar
