@@ -45,9 +45,10 @@ def cli() -> None:
               help="Characters of each random camera code (paper: 8; released code: 4).")
 @click.option("--codes-per", type=click.Choice(["camera", "modality"]), default="camera",
               help="One code per modality x camera (paper's multi-view setting) or per modality ([V], [I]).")
-@click.option("--id-caption-prob", type=click.FloatRange(0, 1), default=0.5,
-              help="Probability of the full caption; otherwise the camera code alone (released code: 0.5).")
-@click.option("--template", default="a {camera} photo of a {id} person", show_default=True,
+@click.option("--id-caption-prob", type=click.FloatRange(0, 1), default=1.0,
+              help="Probability of the full caption T([p],[k]) (eq. 6: always); otherwise the camera code alone "
+                   "(released code: 0.5).")
+@click.option("--template", default="a {camera} photo of {id} person", show_default=True,
               help="Caption template with {camera} and {id}.")
 @click.option("--lora-targets", default="to_q,to_k,to_v",
               help="Comma-separated U-Net attention projections that get LoRA (paper: query, key, value).")
@@ -67,8 +68,8 @@ def fit_cmd(inputs, output, size, lora_targets, resume, device, **options):
     Every input sample needs `pid`, `camid` and an image (`modality` defaults to rgb). Inputs may
     mix datasets (DiVE: Market-1501 RGB + SYSU-MM01 RGB/IR): identities and cameras are then keyed
     by dataset too (tokens `<id_DATASET_PID>`, cameras `DATASET-ir3`). Captions are
-    "a {camera code} photo of a <id_PID> person" with probability --id-caption-prob, else the code
-    alone. Only the LoRA and the new token rows are trained. The checkpoint is written every
+    "a {camera code} photo of <id_PID> person" (eq. 6; --id-caption-prob below 1 sometimes gives the
+    code alone, as the released code does with 0.5). Only the LoRA and the new token rows are trained. The checkpoint is written every
     --save-every steps (as -o/checkpoint-N/) and at the end (into -o, with each weight file's
     SHA-256); --resume continues from the newest checkpoint-N/ with the same batches a single run
     would have seen. Runs on several GPUs with `accelerate launch`.
@@ -113,7 +114,7 @@ def fit_cmd(inputs, output, size, lora_targets, resume, device, **options):
 def sample_cmd(size, shard_index, num_shards, **options):
     """Render identities under camera codes from a fit checkpoint.
 
-    Prompt: "a {camera code} photo of a <id_PID> person" (the fit template). Every image has its own
+    Prompt: "a {camera code} photo of <id_PID> person" (the fit template). Every image has its own
     seed derived from (--seed, identity, camera, index), so output does not depend on --batch-size or on
     task splitting. Outputs are `invert-NNNNNN.tar` shards of --shard-size samples keyed
     `dive-ID-CAMERA-INDEX` with pid, dataset, camid, modality and a source-less history (prompt, seed,

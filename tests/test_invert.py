@@ -140,7 +140,7 @@ def test_sample_writes_valid_ir_shards(ckpt, tmp_path):
         assert "source" not in m
         h = m["history"][-1]
         assert h["tool"] == "invert" and h["parameters"]["steps"] == 2 and h["parameters"]["scheduler"] == "dpm++"
-        assert h["prompt"] == f"a {man['cameras'][ir]['code']} photo of a <id_{m['pid']}> person"
+        assert h["prompt"] == f"a {man['cameras'][ir]['code']} photo of <id_{m['pid']}> person"
         assert image(s).size == (32, 64)
     assert len({s["__key__"] for s in samples}) == 4
     # a re-run skips the finished shard
@@ -211,7 +211,8 @@ def test_batches_depend_only_on_seed_and_step():
 
 
 def test_captions_and_camera_selection():
-    assert caption(PAPER_TEMPLATE, "b8zBXKoH", "<id_3>", True) == "a b8zBXKoH photo of a <id_3> person"
+    # seed 002 §3: 'prompts of the form "a [k] photo of [p] person"', with [k] the camera code
+    assert caption(PAPER_TEMPLATE, "b8zBXKoH", "<id_3>", True) == "a b8zBXKoH photo of <id_3> person"
     assert caption(PAPER_TEMPLATE, "b8zBXKoH", "<id_3>", False) == "b8zBXKoH"
     man = {"cameras": {"rgb1": {"modality": "rgb"}, "ir2": {"modality": "ir"}, "ir5": {"modality": "ir"}},
            "ids": {"a/1": {"pid": 1}, "a/4": {"pid": 4}, "b/4": {"pid": 4}}}

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("reidtools")
 
 CODE_ALPHABET = string.ascii_letters + string.digits
-PAPER_TEMPLATE = "a {camera} photo of a {id} person"
+# seed 002 §3 (Unified Mapping Function): "a [k] photo of [p] person"
+PAPER_TEMPLATE = "a {camera} photo of {id} person"
 
 
 @dataclass

@@ -32,7 +32,7 @@ class FitOptions:
     min_images_per_id: int = 12
     code_length: int = 8                 # paper; the released code uses 4
     codes_per: str = "camera"            # camera: [V_1..V_m, I_1..I_n] (paper, Tab. 3); modality: [V], [I]
-    id_caption_prob: float = 0.5         # released code: the id caption with p=0.5, else the code alone
+    id_caption_prob: float = 1.0         # eq. 6 always conditions on T([p], [k]); released code: 0.5
     template: str = PAPER_TEMPLATE
     lora_targets: tuple[str, ...] = ("to_q", "to_k", "to_v")  # paper: query, key, value
     init_token: str = "person"
