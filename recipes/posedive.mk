@@ -54,7 +54,8 @@ targets: $(addprefix $(OUT)/targets/,$(TRAIN))
 
 # generated -> keypoints of what was generated -> eqs. 5-6 against the recorded target pose
 $(OUT)/generated/%.tar: $(OUT)/posed/%.tar $(OUT)/targets/%.tar $(OUT)/ckpt/manifest.json
-	$(LAUNCH) posegen sample $(OUT)/ckpt $< -o $(@D) --targets $(OUT)/targets/$*.tar --seed $(SEED) $(SAMPLE_ARGS)
+	$(LAUNCH) posegen sample $(OUT)/ckpt $< -o $(@D) --targets $(OUT)/targets/$*.tar --tau-ref $(TAU) \
+	  --seed $(SEED) $(SAMPLE_ARGS)
 $(OUT)/generated-posed/%.tar: $(OUT)/generated/%.tar
 	$(LAUNCH) pose $< -o $(@D)
 $(OUT)/kept/%.tar: $(OUT)/generated-posed/%.tar
