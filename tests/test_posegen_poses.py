@@ -364,3 +364,15 @@ def test_poses_then_sample_end_to_end_on_rendered_maps(synth_dir, tmp_path):
     # --targets fixes the number per identity: --per-id with it is a usage error
     assert run(["posegen", "sample", str(ckpt), train, "-o", str(tmp_path / "x"), "--targets", str(targets),
                 "--per-id", "3", "-q"]) == 2
+
+
+def test_stdin_input_is_not_resumed_into_a_used_directory(synth_dir, tmp_path, monkeypatch, capsys):
+    import io
+    import sys
+
+    data = (synth_dir / "train-000000.tar").read_bytes()
+    for attempt, code in ((1, 0), (2, 1)):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+        assert run(["posegen", "poses", "-", "-o", str(tmp_path / "o"), "--per-id", "1", "--size", "32x16",
+                    "--conditions", "skeleton", "-q"]) == code, attempt
+    assert "stdin has no shard name" in capsys.readouterr().err

@@ -405,6 +405,9 @@ def targets_to(shards: list[str], output: str, opts: PosesOptions, *, device=Non
             continue
         path = None if output == STDOUT else os.path.join(output, os.path.basename(s) if s != STDIN else "stdin-000000.tar")
         if path is not None and os.path.exists(path):
+            if s == STDIN:   # no name to resume by: the file may hold another stream's targets
+                raise ReidError(f"{path} exists and stdin has no shard name to resume by: remove it or choose "
+                                "another -o")
             log.info("%s exists, skipping %s", path, s)
             continue
         todo.append((n, path))
