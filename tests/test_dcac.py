@@ -198,3 +198,106 @@ def test_lora_targets_paper_and_released(tiny_sd):
     assert paper - released == {n for n in paper if n.endswith("ff.net.2")} and released < paper
     with pytest.raises(ReidError, match="--lora-targets"):
         load_diffusion_branch(tiny_sd, lora_targets="all")
+
+
+# ----------------------------------------------------------------------------- §5.2 schedule and values
+def test_lr_schedule_of_section_5_2_by_hand():
+    """§5.2: "a base learning rate of 5 x 10^-6 regulated by a step scheduler, which starts at a
+    learning rate of 5 x 10^-7 with a linear warmup in the first 10 epochs. The learning rate is
+    multiplied with a factor of 0.1 at the 30th and 50th epoch." (epochs 0-based here)"""
+    from reidtools.reid.config import DCAC_DEFAULTS, TrainConfig, lr_at
+
+    cfg = TrainConfig(method="dcac")
+    for name, (value, _) in DCAC_DEFAULTS.items():
+        setattr(cfg, name, value)
+    assert lr_at(cfg, 0) == pytest.approx(5e-7, rel=1e-12)     # the warm-up starts at 5e-7
+    assert lr_at(cfg, 5) == pytest.approx(2.75e-6, rel=1e-12)  # halfway: 5e-7 + (5e-6 - 5e-7) / 2
+    assert lr_at(cfg, 9) == pytest.approx(4.55e-6, rel=1e-12)  # 5e-7 + 0.9 * 4.5e-6
+    assert lr_at(cfg, 10) == pytest.approx(5e-6, rel=1e-12)    # warm-up over: the base rate
+    assert lr_at(cfg, 29) == pytest.approx(5e-6, rel=1e-12)
+    assert lr_at(cfg, 30) == pytest.approx(5e-7, rel=1e-12)    # x 0.1 at the 30th
+    assert lr_at(cfg, 50) == pytest.approx(5e-8, rel=1e-12)    # x 0.1 again at the 50th
+    assert lr_at(cfg, 59) == pytest.approx(5e-8, rel=1e-12)
+
+
+@pytest.mark.parametrize("datasets,tau,rank", [
+    (["cuhk03np"], 0.1, 8), (["market1501"], 0.6, 8), (["dukemtmc"], 0.6, 8), (["msmt17"], 1.0, 32),
+    (["market1501", "dukemtmc", "cuhk03np"], 1.0, 32), (["dukemtmc", "msmt17"], 1.0, 32)])
+def test_tau_and_rank_follow_the_training_sources(datasets, tau, rank):
+    """§5.2: "The rank r of the LoRA adapters is set to 8 for all single-source experiments except for
+    those trained on MSMT17. For single-source experiments trained on MSMT17 and all multi-source
+    experiments, r is set to 32. [...] tau_c [...] is set to 0.1 for training on CUHK03-NP, 0.6 for
+    training on Market1501 and DukeMTMC-reID, and 1.0 for training on MSMT17 and multi-source settings.\""""
+    from reidtools.reid.config import TrainConfig, dcac_dataset_defaults
+
+    cfg, sources = TrainConfig(method="dcac"), {}
+    dcac_dataset_defaults(cfg, sources, set(datasets))
+    assert (cfg.condition_tau, cfg.lora_rank) == (tau, rank)
+    assert "§5.2" in sources["condition_tau"] and "§5.2" in sources["lora_rank"]
+    assert ("multi-source" in sources["lora_rank"]) == (len(datasets) > 1)
+
+
+def test_tau_and_rank_overrides_and_unlisted_datasets():
+    from reidtools.reid.config import TrainConfig, dcac_dataset_defaults
+
+    cfg, sources = TrainConfig(method="dcac", condition_tau=0.3, lora_rank=16), {"condition_tau": "command line",
+                                                                                 "lora_rank": "command line"}
+    dcac_dataset_defaults(cfg, sources, {"msmt17"})
+    assert (cfg.condition_tau, cfg.lora_rank) == (0.3, 16) and sources["lora_rank"] == "command line"
+    cfg, sources = TrainConfig(method="dcac"), {}
+    dcac_dataset_defaults(cfg, sources, {"synth"})   # §5.2 names no value: the released base config
+    assert (cfg.condition_tau, cfg.lora_rank) == (1.0, 8) and "'synth'" in sources["condition_tau"]
+
+
+# ----------------------------------------------------------------------------- eqs. 9-11 by hand
+def test_lora_scale_is_one_over_r_eq_9(tiny_sd):
+    """Eq. 9: h' = h W + (1/r) h A B. With W = 0, A and B all ones and h all ones, every output is
+    (1/r) * (sum over d_in of 1) * (sum over r of 1) = d_in, whatever r (alpha/r with alpha = r would
+    give r * d_in; no scale would give r * d_in too)."""
+    from reidtools.reid.dcac import load_diffusion_branch
+
+    for r in (2, 4):
+        unet = load_diffusion_branch(tiny_sd, lora_rank=r).unet
+        layer = unet.down_blocks[0].attentions[0].transformer_blocks[0].attn1.to_q
+        d_in = layer.base_layer.in_features
+        with torch.no_grad():
+            layer.base_layer.weight.zero_()
+            next(iter(layer.lora_A.values())).weight.fill_(1.0)
+            next(iter(layer.lora_B.values())).weight.fill_(1.0)
+            out = layer(torch.ones(1, d_in))
+        assert torch.allclose(out, torch.full_like(out, float(d_in)))
+
+
+class _EpsStub(torch.nn.Module):
+    """A U-Net stand-in that, knowing F_0 = 1 and abar = 0.64, predicts eps - 0.5 from F_t = 0.8 F_0 +
+    0.6 eps (eq. 10); any other mixing of F_0 and eps makes its prediction wrong."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.seen = []
+
+    def forward(self, ft, t, encoder_hidden_states=None):
+        from types import SimpleNamespace
+
+        self.seen.append((ft.detach().clone(), t.clone()))
+        return SimpleNamespace(sample=(ft - 0.8) / 0.6 - 0.5)
+
+
+def test_eqs_10_11_noisy_latent_and_mse_by_hand(tiny_sd):
+    """Eq. 10: F_t = sqrt(abar_t) F_0 + sqrt(1 - abar_t) eps_t; eq. 11: L_dif = E_t ||eps_t - E(F_t, c)||^2.
+    With abar_t = 0.64 for every t (sqrt: 0.8 and 0.6), F_0 = 1 and a U-Net predicting eps - 0.5, every
+    squared error is 0.25, so L_dif = 0.25 for any noise draw."""
+    from reidtools.reid.dcac import load_diffusion_branch
+
+    branch = load_diffusion_branch(tiny_sd, lora_rank=2)
+    stub = _EpsStub()
+    branch.unet = stub
+    branch.alphas_cumprod = torch.full_like(branch.alphas_cumprod, 0.64)
+    branch.latents = lambda x: torch.ones(x.shape[0], 4, 4, 4)
+    cond = torch.zeros(3, 1, 8)
+    loss = branch(torch.zeros(3, 3, 32, 32), cond, generator=torch.Generator().manual_seed(0))
+    assert float(loss) == pytest.approx(0.25, abs=1e-6)
+    ft, t = stub.seen[0]
+    assert ft.shape == (3, 4, 4, 4) and float(ft.std()) > 0.3      # noise really was mixed in
+    assert int(t.min()) >= 0 and int(t.max()) < branch.num_timesteps

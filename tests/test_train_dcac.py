@@ -136,3 +136,84 @@ def test_dif_weight_zero_is_the_reid_baseline_without_diffusion(synth_dir, model
                 "--diffusion-model", "nobody/not-needed", "--dif-weight", "0", "--epochs", "1", "--log-every", "1") == 0
     steps = [r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if r["type"] == "step"]
     assert steps and "pcl" in steps[0] and "dif" not in steps[0]
+
+
+def _as_dataset(synth_dir, out, name):
+    from reidtools.shards import ShardWriter, expand_inputs, iter_samples, meta
+
+    with ShardWriter(str(out), prefix="train", maxcount=1000) as w:
+        for s in iter_samples(expand_inputs([str(synth_dir / "train-000000.tar")])):
+            w.write({"__key__": s["__key__"], "jpg": s["jpg"], "json": dict(meta(s), dataset=name)})
+    return out
+
+
+def test_tau_and_rank_come_from_the_training_dataset(synth_dir, models, tmp_path, monkeypatch):
+    """DCAC §5.2 (0.6 and r = 8 for Market1501), derived from the shards' `dataset` field, reach the
+    condition and the LoRA adapters, and config.yaml says where they came from."""
+    import yaml
+    from safetensors.torch import load_file
+
+    from reidtools.reid import trainer
+
+    heads = []
+    real = trainer._dcac_head
+    monkeypatch.setattr(trainer, "_dcac_head", lambda *a, **k: heads.append(real(*a, **k)) or heads[-1])
+    market = _as_dataset(synth_dir, tmp_path / "market", "market1501")
+    args = [a for a in TINY if a not in ("--lora-rank", "4")]
+    run = tmp_path / "run"
+    assert reid("train", market, "-o", run, *args, "--pretrained", models / "clip", "--diffusion-model", models / "sd",
+                "--epochs", "1") == 0
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert cfg["options"]["condition_tau"] == 0.6 and cfg["options"]["lora_rank"] == 8
+    assert "market1501" in cfg["sources"]["condition_tau"] and "§5.2" in cfg["sources"]["lora_rank"]
+    assert heads[-1].condition.tau == 0.6
+    ckpt = load_file(str(run / "checkpoints" / "epoch-0001" / "model.safetensors"))
+    assert {v.shape[0] for k, v in ckpt.items() if "lora_A" in k} == {8}
+
+    run = tmp_path / "override"
+    assert reid("train", market, "-o", run, *TINY, "--pretrained", models / "clip", "--diffusion-model", models / "sd",
+                "--epochs", "1", "--condition-tau", "0.3") == 0
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    assert (cfg["options"]["condition_tau"], cfg["options"]["lora_rank"]) == (0.3, 4)
+    assert cfg["sources"]["condition_tau"] == "command line" and heads[-1].condition.tau == 0.3
+
+
+def test_total_loss_is_eq_13(synth_dir, models, tmp_path, monkeypatch):
+    """Eq. 13: L_total = L_ReID + lambda L_dif, eq. 8: L_ReID = L_id + L_pcl. With --dif-weight 0.5
+    each step's logged `dif` is 0.5 x the diffusion loss the head returned, and `loss` the sum."""
+    from reidtools.reid.dcac import DcacHead
+
+    raw = []
+    real = DcacHead.forward
+
+    def spy(self, *a, **k):
+        out = real(self, *a, **k)
+        raw.append(float(out.detach()))
+        return out
+
+    monkeypatch.setattr(DcacHead, "forward", spy)
+    run = tmp_path / "run"
+    assert reid("train", synth_dir / "train-000000.tar", "-o", run, *TINY, "--pretrained", models / "clip",
+                "--diffusion-model", models / "sd", "--epochs", "1", "--dif-weight", "0.5", "--log-every", "1") == 0
+    steps = [r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if r["type"] == "step"]
+    assert len(steps) == len(raw) > 0
+    for rec, value in zip(steps, raw):
+        assert rec["dif"] == pytest.approx(0.5 * value, rel=1e-6)
+        assert rec["loss"] == pytest.approx(rec["id"] + rec["pcl"] + rec["dif"], rel=1e-5)
+
+
+def test_recipe_leaves_tau_and_rank_to_the_data():
+    """recipes/dcac.mk no longer hard-codes tau_c 0.6 / rank 8 (wrong for MSMT17, CUHK03 and multi-source)."""
+    import subprocess
+    from pathlib import Path
+
+    mk = Path(__file__).resolve().parents[1] / "recipes" / "dcac.mk"
+
+    def train_line(*extra):
+        out = subprocess.run(["make", "-n", "-f", str(mk), "OUT=/tmp/o", "REID=reid", "train", *extra],
+                             capture_output=True, text=True, check=True).stdout
+        return next(line for line in out.replace("\\\n", " ").splitlines() if " train " in line)
+
+    default = train_line("SOURCE=msmt17")
+    assert "--condition-tau" not in default and "--lora-rank" not in default
+    assert "--condition-tau 0.3 " in train_line("TAU=0.3") and "--lora-rank 16 " in train_line("LORA_RANK=16")
