@@ -52,6 +52,9 @@ def cli() -> None:
               help="Caption template with {camera} and {id}.")
 @click.option("--lora-targets", default="to_q,to_k,to_v",
               help="Comma-separated U-Net attention projections that get LoRA (paper: query, key, value).")
+@click.option("--lora-mode", type=click.Choice(["partition", "shared"]), default="partition",
+              help="partition: each camera code trains and renders its own block of the LoRA's rank (paper §3); "
+                   "shared: one LoRA for every code (released code).")
 @click.option("--init-token", default="person", help="Word whose embedding initialises every identity token.")
 @click.option("--flip/--no-flip", default=True, help="Random horizontal flips (paper: on).")
 @click.option("--mixed-precision", type=click.Choice(["auto", "no", "fp16", "bf16"]), default="auto",

@@ -266,3 +266,46 @@ def test_fit_with_two_processes(tiny_sd, synth_ir_dir, tmp_path):
                     *FIT], check=True, timeout=900)
     assert json.loads((out / "manifest.json").read_text())["step"] == 3
     assert len(load_file(str(out / EMBEDS))) == 4
+
+
+def test_lora_partition_gives_each_code_its_own_block_of_the_rank():
+    """Seed 002 §3: "one LoRA module ... with each placeholder token activating its corresponding
+    portion of the LoRA parameters". Rank 4 over codes ir1, rgb1: ir1 owns rank rows 0-1, rgb1 rows 2-3.
+    With A = [[1,0],[0,1],[1,1],[2,0]] (r x in) and B = [[1,1,1,1],[0,1,0,1]] (out x r), alpha = r
+    (scale 1) and x = (1, 2): A x = (1, 2, 3, 2); ir1 keeps (1, 2, 0, 0) -> B = (3, 2); rgb1 keeps
+    (0, 0, 3, 2) -> B = (5, 2); both (shared LoRA) -> (8, 4)."""
+    import torch
+    from peft import LoraConfig, inject_adapter_in_model
+
+    from reidtools.generate.inversion.model import LoraPartition
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.to_q = torch.nn.Linear(2, 2, bias=False)
+
+        def forward(self, x):
+            return self.to_q(x)
+
+    net = inject_adapter_in_model(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q"]), Net())
+    with torch.no_grad():
+        net.to_q.base_layer.weight.zero_()
+        net.to_q.lora_A["default"].weight.copy_(torch.tensor([[1., 0.], [0., 1.], [1., 1.], [2., 0.]]))
+        net.to_q.lora_B["default"].weight.copy_(torch.tensor([[1., 1., 1., 1.], [0., 1., 0., 1.]]))
+    part = LoraPartition(net, ["rgb1", "ir1"], rank=4)
+    assert part.ranges == {"ir1": (0, 2), "rgb1": (2, 4)}
+    x = torch.tensor([[1., 2.], [1., 2.]])
+    part.select(["ir1", "rgb1"])
+    out = net(x)
+    assert out.tolist() == [[3., 2.], [5., 2.]]
+    # classifier-free guidance doubles the batch: the mask repeats
+    assert net(torch.cat([x, x])).tolist() == [[3., 2.], [5., 2.], [3., 2.], [5., 2.]]
+    # an ir1 image trains only ir1's block
+    part.select(["ir1"])
+    net(x[:1]).sum().backward()
+    ga, gb = net.to_q.lora_A["default"].weight.grad, net.to_q.lora_B["default"].weight.grad
+    assert ga[2:].abs().sum() == 0 and gb[:, 2:].abs().sum() == 0 and ga[:2].abs().sum() > 0
+    part.remove()
+    assert net(x).tolist() == [[8., 4.], [8., 4.]]                  # no mask: the whole (shared) LoRA
+    with pytest.raises(ReidError, match="--rank 1 cannot give each of 2"):
+        LoraPartition(net, ["a", "b"], rank=1)

@@ -90,7 +90,8 @@ def load_into_pipeline(pipe, ckpt_dir: str, manifest: dict | None = None) -> Non
 
 def load_pipeline(ckpt_dir: str, *, base: str | None = None, scheduler: str = "dpm++", device=None,
                   dtype: str = "fp16"):
-    """The base StableDiffusionPipeline with the checkpoint loaded and the chosen scheduler."""
+    """(pipeline, manifest, LoRA partition or None): the base StableDiffusionPipeline with the
+    checkpoint loaded and the chosen scheduler."""
     from diffusers import StableDiffusionPipeline
 
     from reidtools.generate.schedulers import set_scheduler
@@ -113,6 +114,13 @@ def load_pipeline(ckpt_dir: str, *, base: str | None = None, scheduler: str = "d
         scheduler = "dpm++"
     set_scheduler(pipe, scheduler)
     load_into_pipeline(pipe, ckpt_dir, manifest)
+    partition = None
+    if manifest["options"].get("lora_mode") == "partition":
+        from reidtools.generate.inversion.model import LoraPartition
+
+        partition = LoraPartition(pipe.unet, list(manifest["cameras"]), int(manifest["options"]["rank"]))
+        if {k: list(v) for k, v in partition.ranges.items()} != manifest.get("lora_partition"):
+            raise ReidError(f"{ckpt_dir}: the manifest's LoRA partition does not match its cameras and rank")
     pipe.to(dev)
     pipe.set_progress_bar_config(disable=True)
-    return pipe, manifest
+    return pipe, manifest, partition

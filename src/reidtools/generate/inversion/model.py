@@ -73,3 +73,53 @@ def add_id_tokens(tokenizer, text_encoder, tokens: list[str], init_token: str):
     with torch.no_grad():
         emb.weight[first:] = emb.weight[init_ids].mean(0)
     return first
+
+
+class LoraPartition:
+    """DiVE's one LoRA with a portion per camera/modality code (seed 002 §3: "we train one LoRA module
+    for our two modalities, with each placeholder token activating its corresponding portion of the
+    LoRA parameters").
+
+    The rank dimension of every LoRA branch (lora_A's outputs) is split into contiguous blocks, one per
+    code; a sample's code keeps its block and masks the others, so ΔW_k = B[:, block_k] A[block_k, :]
+    and only block k of A and B gets a gradient from an image of code k. Under classifier-free
+    guidance the pipeline doubles the batch ([uncond; cond]); the mask repeats to match. The saved
+    LoRA file is an ordinary diffusers LoRA; sampling one code through diffusers alone would sum every
+    portion, so `reid invert sample` applies the same mask.
+    """
+
+    def __init__(self, unet, keys: list[str], rank: int):
+        if rank < len(keys):
+            raise ReidError(f"--rank {rank} cannot give each of {len(keys)} camera codes its own portion "
+                            "(raise --rank or use --lora-mode shared)")
+        bounds = [round(i * rank / len(keys)) for i in range(len(keys) + 1)]
+        self.ranges = {k: (bounds[i], bounds[i + 1]) for i, k in enumerate(sorted(keys))}
+        self.rank = rank
+        self.mask = None
+        self.handles = [lin.register_forward_hook(self._hook) for m in unet.modules()
+                        if hasattr(m, "lora_A") and hasattr(m.lora_A, "values") for lin in m.lora_A.values()]
+        if not self.handles:
+            raise ReidError("the U-Net has no LoRA branches to partition")
+
+    def select(self, keys: list[str]) -> None:
+        """Masks for the next forward passes: row i keeps the block of keys[i]."""
+        import torch
+
+        mask = torch.zeros(len(keys), self.rank)
+        for i, k in enumerate(keys):
+            a, b = self.ranges[k]
+            mask[i, a:b] = 1.0
+        self.mask = mask
+
+    def _hook(self, module, args, out):
+        if self.mask is None:
+            return out
+        m = self.mask.to(out.device, out.dtype)
+        if out.shape[0] != m.shape[0]:
+            m = m.repeat(out.shape[0] // m.shape[0], 1)
+        return out * m.view(out.shape[0], *([1] * (out.ndim - 2)), self.rank)
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+        self.mask = None

@@ -160,15 +160,18 @@ def sample_to(run: SampleRun, manifest: dict, ids: list[str], cameras: list[str]
             mine.append((path, chunks[n]))
     if not mine:
         return 0
-    pipe, manifest = load_pipeline(run.ckpt_dir, base=run.base, scheduler=run.scheduler, device=run.device,
-                                   dtype=run.dtype)
+    pipe, manifest, partition = load_pipeline(run.ckpt_dir, base=run.base, scheduler=run.scheduler,
+                                              device=run.device, dtype=run.dtype)
     bar = tqdm(total=sum(len(c) for _, c in mine), desc="sample", unit="img", disable=not progress,
                dynamic_ncols=True, leave=False)
 
     def batches(chunk):
         for i in range(0, len(chunk), run.batch_size):
-            out = generate(pipe, manifest, chunk[i:i + run.batch_size], seed=run.seed, steps=run.steps,
-                           guidance=run.guidance, size=size, scheduler=run.scheduler, ckpt_dir=run.ckpt_dir)
+            batch = chunk[i:i + run.batch_size]
+            if partition is not None:   # each image renders with its camera code's portion of the LoRA
+                partition.select([j.camera for j in batch])
+            out = generate(pipe, manifest, batch, seed=run.seed, steps=run.steps, guidance=run.guidance, size=size,
+                           scheduler=run.scheduler, ckpt_dir=run.ckpt_dir)
             bar.update(len(out))
             yield from out
 

@@ -14,7 +14,7 @@ import numpy as np
 from reidtools.errors import ReidError
 from reidtools.generate.inversion.checkpoint import MANIFEST, read_manifest, save_checkpoint
 from reidtools.generate.inversion.data import PAPER_TEMPLATE, camera_codes, caption, id_token, read_train_set
-from reidtools.generate.inversion.model import PlaceholderRows, add_id_tokens, load_base
+from reidtools.generate.inversion.model import LoraPartition, PlaceholderRows, add_id_tokens, load_base
 from reidtools.generate.training import batch_indices, mixed_precision, optimizer_state_from
 from reidtools.seeding import derive_seed, rng
 
@@ -35,6 +35,7 @@ class FitOptions:
     id_caption_prob: float = 1.0         # eq. 6 always conditions on T([p], [k]); released code: 0.5
     template: str = PAPER_TEMPLATE
     lora_targets: tuple[str, ...] = ("to_q", "to_k", "to_v")  # paper: query, key, value
+    lora_mode: str = "partition"         # paper §3: a portion of the LoRA per code; released code: shared
     init_token: str = "person"
     flip: bool = True
     mixed_precision: str = "auto"        # auto: fp16 on CUDA, none on CPU
@@ -48,6 +49,8 @@ class FitOptions:
             raise ReidError("--rank, --steps, --batch-size, --code-length and --keep-checkpoints must be positive")
         if not 0.0 <= self.id_caption_prob <= 1.0:
             raise ReidError("--id-caption-prob must be in [0, 1]")
+        if self.lora_mode not in ("partition", "shared"):
+            raise ReidError(f"--lora-mode {self.lora_mode!r} is not partition or shared")
         if self.codes_per not in ("camera", "modality"):
             raise ReidError(f"--codes-per {self.codes_per!r} is not camera or modality")
         try:
@@ -112,6 +115,7 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
     torch.manual_seed(derive_seed(opts.seed, "lora-init") % 2**63)   # LoRA A is drawn at random
     unet.add_adapter(LoraConfig(r=opts.rank, lora_alpha=opts.rank, init_lora_weights="gaussian",
                                 target_modules=list(opts.lora_targets)))
+    partition = LoraPartition(unet, list(codes), opts.rank) if opts.lora_mode == "partition" else None
     for m in (text_encoder, vae, unet):
         m.to(acc.device) if weight_dtype == torch.float32 else m.to(acc.device, dtype=weight_dtype)
     for p in unet.parameters():          # trainable LoRA weights stay fp32 under mixed precision
@@ -142,6 +146,7 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
         "cameras": {k: {"code": codes[k], **data.cam_info[k]} for k in sorted(codes)},
         "skipped_ids": dict(data.skipped),
         "options": {**asdict(opts), "size": list(opts.size), "lora_targets": list(opts.lora_targets)},
+        "lora_partition": {k: list(v) for k, v in partition.ranges.items()} if partition is not None else None,
     }
     os.makedirs(ckpt_dir, exist_ok=True)
     sf = vae.config.scaling_factor
@@ -154,6 +159,8 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
         idx = batch_indices(n_img, step, opts.batch_size * world, opts.seed)
         idx = idx[rank_ * opts.batch_size:(rank_ + 1) * opts.batch_size]
         r = rng(opts.seed, "augment", step, rank_)
+        if partition is not None:
+            partition.select([data.cameras[i] for i in idx])
         pix, caps = [], []
         for i in idx:
             pix.append(_pixels(data.images[i], opts.size, opts.flip and r.random() < 0.5))
@@ -195,6 +202,8 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
     if start >= opts.steps and acc.is_main_process:
         log.info("%s is already at step %d (--steps %d): nothing to do", ckpt_dir, start, opts.steps)
     rows.handle.remove()
+    if partition is not None:
+        partition.remove()
     return read_manifest(ckpt_dir)
 
 
@@ -204,7 +213,7 @@ def _check_resume(old: dict, opts: FitOptions, tokens: dict, codes: dict) -> Non
     if {k: v["code"] for k, v in old.get("cameras", {}).items()} != codes:
         raise ReidError("--resume: the cameras or their codes differ from the checkpoint's (same --seed/--code-length?)")
     o = old.get("options", {})
-    for name in ("base", "rank", "lora_targets", "codes_per", "template"):
+    for name in ("base", "rank", "lora_targets", "lora_mode", "codes_per", "template"):
         mine = list(getattr(opts, name)) if name == "lora_targets" else getattr(opts, name)
         if o.get(name) != mine:
             raise ReidError(f"--resume: --{name.replace('_', '-')} {mine!r} differs from the checkpoint's {o.get(name)!r}")
