@@ -61,8 +61,9 @@ def preprocess_from_metadata(meta: dict[str, str], path: str) -> Preprocess:
 
 
 def providers(device: str | None) -> list[str]:
-    """onnxruntime providers for --device: cpu -> CPU only; cuda[:N] or none given -> CUDA first
-    when this onnxruntime build has it."""
+    """onnxruntime providers for --device: cpu -> CPU only; cuda[:N] -> CUDA; none given -> CUDA when
+    this onnxruntime build has it and a GPU is there (onnxruntime-gpu lists its CUDA provider even on
+    machines without CUDA libraries, and then logs a load failure before falling back)."""
     import onnxruntime as ort
 
     have = ort.get_available_providers()
@@ -70,12 +71,18 @@ def providers(device: str | None) -> list[str]:
         if device != "cpu":
             raise ReidError(f"--device {device}: an ONNX model runs on cpu or cuda[:N]")
         return ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" in have:
+    if "CUDAExecutionProvider" in have and (device or _gpu_present()):
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device:
         raise ReidError(f"--device {device}: this onnxruntime has no CUDA provider "
                         f"(available: {', '.join(have)})")
     return ["CPUExecutionProvider"]
+
+
+def _gpu_present() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 class OnnxFeatureModel:
