@@ -271,6 +271,8 @@ def test_histogram_file_and_elevation(tmp_path):
 
 # ----------------------------------------------------------------------------- the command
 def test_poses_writes_target_samples(synth_dir, tmp_path):
+    import io
+
     from PIL import Image
 
     from reidtools.shards import iter_samples
@@ -288,12 +290,12 @@ def test_poses_writes_target_samples(synth_dir, tmp_path):
         assert 0 <= m["viewpoint"]["azimuth"] < 360 and m["viewpoint"]["elevation"] == 0
         pts = np.asarray(m["pose"]["points"])
         assert m["pose"]["format"] == "mediapipe33" and pts.shape == (33, 3)
-        depth = Image.open(__import__("io").BytesIO(s["depth.png"]))
+        depth = Image.open(io.BytesIO(s["depth.png"]))
         assert depth.mode.startswith("I;16") and depth.size == (32, 64)
-        normal = np.asarray(Image.open(__import__("io").BytesIO(s["normal.png"])))
+        normal = np.asarray(Image.open(io.BytesIO(s["normal.png"])))
         d = np.asarray(depth)
         assert ((d > 0) == normal.any(axis=2)).all()        # one silhouette for both maps
-        assert np.asarray(Image.open(__import__("io").BytesIO(s["skeleton.png"]))).any()
+        assert np.asarray(Image.open(io.BytesIO(s["skeleton.png"]))).any()
     # the same seed: the same targets; another: others
     again = tmp_path / "t2"
     assert run(["posegen", "poses", train, "-o", str(again), "--per-id", "2", "--size", "64x32", "--seed", "5",

@@ -277,7 +277,7 @@ def calibrate(bank: list[BankPose], *, device=None) -> tuple[np.ndarray, np.ndar
     for i in range(0, len(pick), 32):
         chunk = pick[i:i + 32]
         ts = [Target(b.joints, B.BodyShape(), b.lifted.azimuth, 0.0, L.frame_source(b.lifted, size)) for b in chunk]
-        for b, r in zip(chunk, render_targets(ts, size, ())):
+        for b, r in zip(chunk, render_targets(ts, size, (), device=device)):
             for k in range(B.N_JOINTS):
                 (vis_c if r.visible[k] else occ_c)[k].append(float(b.lifted.conf[k]))
     all_vis = [c for cs in vis_c for c in cs]

@@ -87,7 +87,10 @@ class FitOptions:
             raise ReidError("--steps, --batch-size, --save-every and --keep-checkpoints must be positive")
 
 
-RESUME_KEYS = ("base", "image_encoder", "conditions", "guider_channels", "inject", "train_reference")
+RESUME_KEYS = ("base", "image_encoder", "conditions", "guider_channels", "inject", "train_reference",
+               "render_conditions")
+# options added after checkpoints were first written: what an older manifest's absence means
+RESUME_DEFAULTS = {"render_conditions": False}
 
 
 def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = False, progress: bool = True,
@@ -122,8 +125,9 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
         for k in RESUME_KEYS:
             mine = getattr(opts, k)
             mine = list(mine) if isinstance(mine, tuple) else mine
-            if o.get(k) != mine:
-                raise ReidError(f"--resume: --{k.replace('_', '-')} {mine!r} differs from the checkpoint's {o.get(k)!r}")
+            theirs = o.get(k, RESUME_DEFAULTS.get(k))
+            if theirs != mine:
+                raise ReidError(f"--resume: --{k.replace('_', '-')} {mine!r} differs from the checkpoint's {theirs!r}")
     ps = read_pairs(shards, opts)
 
     cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
