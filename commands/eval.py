@@ -30,8 +30,9 @@ PROTOCOL_NAMES = ("market", "cc", "sc", "general", "prcc", "sysu-all", "sysu-ind
 @click.option("--generated", multiple=True, metavar="SHARDS",
               help="Generation quality instead of ranking: generated shards, compared with --real (repeatable).")
 @click.option("--real", multiple=True, metavar="SHARDS", help="Generation quality: the real shards (repeatable).")
-@click.option("--extractor", metavar="RUN_DIR|MODEL", default=None,
-              help="Generation quality features: a `reid train` run folder or a transformers vision model "
+@click.option("--extractor", metavar="RUN_DIR|FILE|MODEL", default=None,
+              help="Generation quality features: a ReID model as for --model (run folder, .onnx, published "
+                   "checkpoint) or a transformers vision model "
                    "[default: the samples' feat.npy]. See docs/invert.md (FID needs Inception features).")
 @click.option("--json", "json_out", metavar="FILE|-", default=None,
               help="Write the metrics as JSON (fractions) to FILE, or to stdout with -.")

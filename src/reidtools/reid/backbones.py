@@ -104,6 +104,19 @@ def _last_stride_one(net: nn.Module) -> None:
             module.stride = (1, 1)
 
 
+def resnet_model(last_stride: int = 1, config=None) -> nn.Module:
+    """A random-weight ResNetModel (default: the `resnet50` backbone's config) with last stride 1 or 2:
+    the trunk that published ReID checkpoints (reidtools.reid.published) are mapped onto."""
+    from transformers import ResNetModel
+
+    net = ResNetModel(config if config is not None else default_config("resnet50"))
+    if last_stride == 1:
+        _last_stride_one(net)
+    elif last_stride != 2:
+        raise ReidError(f"last stride {last_stride}: a ResNet's last stage has stride 1 or 2")
+    return net
+
+
 def build_backbone(name: str, pretrained: str = "none", config_dict: dict | None = None) -> Backbone:
     """`pretrained`: `none` (random init from the config), a hub id or a folder (via resolve_model).
     `config_dict` rebuilds a saved run's architecture without touching any hub."""

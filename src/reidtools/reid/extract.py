@@ -153,7 +153,9 @@ def open_model(path: str, model_format: str = "auto", feature: str | None = None
         from reidtools.reid.onnx_features import OnnxFeatureModel
 
         return OnnxFeatureModel(path)
-    raise ReidError(f"--model {path}: not a run folder or an ONNX file (.onnx) from `reid export`")
+    from reidtools.reid.published import load_published
+
+    return load_published(path, model_format, feature=feature)
 
 
 class ModelSource:
@@ -172,8 +174,6 @@ class ModelSource:
     def __str__(self) -> str:
         return self.path
 
-    __fspath__ = __str__
-
 
 def extract_features(model, samples: Iterable[dict], *, batch_size: int = 128, device=None,
                      progress: bool = True, model_format: str = "auto") -> np.ndarray:
@@ -185,10 +185,10 @@ def extract_features(model, samples: Iterable[dict], *, batch_size: int = 128, d
     as Simple-CCReID's extract_img_feature). Batched, on `device` or the best one available."""
     from tqdm import tqdm
 
-    if isinstance(model, (str, os.PathLike)):
-        net = open_model(os.fspath(model), model_format)
-    elif isinstance(model, ModelSource):
+    if isinstance(model, ModelSource):
         net = model.open()
+    elif isinstance(model, (str, os.PathLike)):
+        net = open_model(os.fspath(model), model_format)
     else:
         net = model
     net.to(device)
