@@ -29,8 +29,7 @@ from reidtools.commands._options import (command, inputs_argument, output_option
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N (auto: a GPU where torch sees one, else the CPU).")
 @task_options
 @seed_option
-def cli(inputs, output, engine, model, labels, keep, repaint, dilate_px, batch_size, device, shard_index,
-        num_shards, seed, overwrite):
+def cli(shard_index, num_shards, **options) -> None:
     """Write clothing masks and human parsing maps.
 
     Writes `mask.png` (L; 255 = clothing a generator may repaint, 0 = identity to keep), `parse.png`
@@ -39,44 +38,7 @@ def cli(inputs, output, engine, model, labels, keep, repaint, dilate_px, batch_s
     both arms and both legs; repaint everything else (the same names for ATR). --keep/--repaint
     move labels between the two sides. The pose engine also writes `pose`.
     """
-    from reidtools.shards import expand_inputs, map_shards
-    from reidtools.vision import engines as E
-    from reidtools.vision.masks import LabelError
+    from reidtools.vision.engines import MaskRun, run_mask
 
-    def check(writer, label_set):
-        try:
-            writer.ids(label_set)
-        except LabelError as exc:
-            raise click.BadParameter(str(exc), param_hint="--keep/--repaint") from None
-
-    if engine == "pose" and (keep or repaint or labels):
-        raise click.UsageError("--keep/--repaint/--labels need a parsing engine (the pose engine has no labels)")
-    if engine == "schp-onnx" and not model:
-        raise click.UsageError("--engine schp-onnx needs --model FILE.onnx (e.g. parsing_lip.onnx)")
-    shards = expand_inputs(inputs)
     index, count = resolve_task(shard_index, num_shards)
-    if engine == "labels":
-        writer = E.MaskWriter(keep, repaint, dilate_px, engine)
-        if labels:
-            check(writer, labels)
-        fn = E.labels_map(writer, labels)
-    elif engine == "pose":
-        from reidtools.vision.pose_mediapipe import MediaPipePose
-
-        writer = E.MaskWriter(None, None, dilate_px, engine, "mediapipe-pose")
-        fn = E.pose_map(writer, MediaPipePose())
-    else:
-        if engine == "schp-onnx":
-            from reidtools.vision.parsing_onnx import SchpOnnx
-
-            parser = SchpOnnx(model, labels, device)
-        else:
-            from reidtools.vision.parsing_segformer import DEFAULT_MODEL, SegformerParser
-
-            model = model or DEFAULT_MODEL
-            parser = SegformerParser(model, labels, device)
-        writer = E.MaskWriter(keep, repaint, dilate_px, engine, model)
-        check(writer, parser.labels)
-        fn = E.parser_map(writer, parser, batch_size)
-    map_shards(shards, output, fn, shard_index=index, num_shards=count, desc="mask", progress=progress_enabled(),
-               overwrite=overwrite)
+    run_mask(MaskRun(shard_index=index, num_shards=count, **options), progress=progress_enabled())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -101,3 +103,68 @@ def pose_map(writer: MaskWriter, estimator):
             m["mask"] = writer.info(None)
             yield s
     return fn
+
+
+@dataclass
+class MaskRun:
+    """`reid mask`'s options. The default rule is DLCR's ID-preserving mask (seed 000 §3.1)."""
+    inputs: tuple
+    output: str
+    engine: str = "labels"
+    model: str | None = None
+    labels: str | None = None
+    keep: str | None = None
+    repaint: str | None = None
+    dilate_px: int = 0
+    batch_size: int = 8
+    device: str = "auto"
+    shard_index: int = 0
+    num_shards: int = 1
+    seed: int = 0
+    overwrite: bool = False
+
+
+def run_mask(run: MaskRun, *, progress: bool = True):
+    """Write mask.png / parse.png with the chosen engine; returns the MapReport."""
+    from reidtools.errors import UsageError
+    from reidtools.shards import expand_inputs, map_shards
+    from reidtools.vision.masks import LabelError
+
+    def check(writer, label_set):
+        try:
+            writer.ids(label_set)
+        except LabelError as exc:
+            raise UsageError(f"--keep/--repaint: {exc}") from None
+
+    if run.engine == "pose" and (run.keep or run.repaint or run.labels):
+        raise UsageError("--keep/--repaint/--labels need a parsing engine (the pose engine has no labels)")
+    if run.engine == "schp-onnx" and not run.model:
+        raise UsageError("--engine schp-onnx needs --model FILE.onnx (e.g. parsing_lip.onnx)")
+    shards = expand_inputs(list(run.inputs))
+    if run.engine == "labels":
+        writer = MaskWriter(run.keep, run.repaint, run.dilate_px, run.engine)
+        if run.labels:
+            check(writer, run.labels)
+        fn = labels_map(writer, run.labels)
+    elif run.engine == "pose":
+        from reidtools.vision.pose_mediapipe import MediaPipePose
+
+        writer = MaskWriter(None, None, run.dilate_px, run.engine, "mediapipe-pose")
+        fn = pose_map(writer, MediaPipePose())
+    else:
+        model = run.model
+        if run.engine == "schp-onnx":
+            from reidtools.vision.parsing_onnx import SchpOnnx
+
+            parser = SchpOnnx(model, run.labels, run.device)
+        else:
+            from reidtools.vision.parsing_segformer import DEFAULT_MODEL, SegformerParser
+
+            model = model or DEFAULT_MODEL
+            parser = SegformerParser(model, run.labels, run.device)
+        writer = MaskWriter(run.keep, run.repaint, run.dilate_px, run.engine, model)
+        check(writer, parser.labels)
+        fn = parser_map(writer, parser, run.batch_size)
+    return map_shards(shards, run.output, fn, shard_index=run.shard_index, num_shards=run.num_shards, desc="mask",
+                      progress=progress, overwrite=run.overwrite)
+
