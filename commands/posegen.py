@@ -23,14 +23,17 @@ def cli() -> None:
     the person in a target pose, attending over the reference's self-attention features, with CLIP
     image embeddings of the reference in place of text and the target's skeleton (and optional
     depth.png / normal.png maps) added through zero-initialised pose guiders. `fit` trains it on
-    (reference, target) pairs of one identity; `sample` renders every identity in poses drawn from a
-    pose bank and records each target pose for `reid filter --rule pose-gen`.
+    (reference, target) pairs of one identity; `poses` samples target viewpoints and poses and
+    renders their skeleton, depth and normal maps from a parametric 3D body; `sample` renders every
+    identity in those targets (or in poses drawn from a pose bank) and records each target pose for
+    `reid filter --rule pose-gen`.
 
     \b
     Examples:
       reid pose train/ -o posed/
-      reid posegen fit posed/ -o ckpt/ --steps 30000
-      reid posegen sample ckpt/ posed/ -o gen/ --per-id 15
+      reid posegen fit posed/ -o ckpt/ --steps 30000 --conditions skeleton,depth,normal --render-conditions
+      reid posegen poses posed/ -o targets/ --viewpoints uniform --per-id 15
+      reid posegen sample ckpt/ posed/ -o gen/ --targets targets/
       reid pose gen/ -o gen-posed/ && reid filter gen-posed/ --rule pose-gen -o gen-kept/
     """
 
