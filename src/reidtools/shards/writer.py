@@ -25,35 +25,72 @@ STDOUT = "-"
 SampleOrFactory = dict | Callable[[], dict]
 
 
-class TarStream:
-    """Writes samples as consecutive tar members into an open binary stream."""
+def _encode_sample(key: str, sample: dict) -> list[tuple[str, bytes]]:
+    fields = sorted(f for f in sample if not f.startswith("__") and sample[f] is not None)
+    # json first: tools that stream metadata-only can stop early; order is otherwise stable
+    fields.sort(key=lambda f: f != "json")
+    return [(f"{key}.{field}", encode_field(field, sample[field])) for field in fields]
 
-    def __init__(self, fileobj: BinaryIO):
+
+class TarStream:
+    """Writes samples as consecutive tar members into an open binary stream.
+
+    Encoding (PNG/JPEG of PIL images: ~30 ms for a 768x256 PNG, the largest host cost of a generator,
+    bench/host_overhead.py) runs on one background thread, which zlib/libjpeg let run beside the
+    caller (they release the GIL), so a generator's next batch starts while its last one is encoded.
+    Members are still written in order, by the calling thread; an encoding error surfaces at the next
+    write() or at close(). At most `ahead` samples wait (their images stay referenced until written).
+    """
+
+    def __init__(self, fileobj: BinaryIO, ahead: int = 16):
         self.tar = tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.USTAR_FORMAT)
         self.count = 0
         self._mtime = time.time()
+        self._ahead = ahead
+        self._pending: list = []
+        self._pool = None
 
     def write(self, sample: dict) -> None:
         key = sample["__key__"]
         check_key(key, sample.get("__shard__", "<output>"))
-        fields = sorted(f for f in sample if not f.startswith("__"))
-        # json first: tools that stream metadata-only can stop early; order is otherwise stable
-        fields.sort(key=lambda f: f != "json")
-        for field in fields:
-            value = sample[field]
-            if value is None:
-                continue
-            data = encode_field(field, value)
-            info = tarfile.TarInfo(f"{key}.{field}")
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reid-encode")
+        # a shallow copy: the caller may reuse its dict; field values are not changed after writing
+        self._pending.append(self._pool.submit(_encode_sample, key, dict(sample)))
+        self.count += 1
+        while len(self._pending) > self._ahead or (self._pending and self._pending[0].done()):
+            self._put(self._pending.pop(0).result())
+
+    def _put(self, members: list[tuple[str, bytes]]) -> None:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
             info.size, info.mtime, info.mode = len(data), self._mtime, 0o644
             self.tar.addfile(info, io.BytesIO(data))
-        self.count += 1
+
+    def _drain(self) -> None:
+        try:
+            while self._pending:
+                self._put(self._pending.pop(0).result())
+        finally:
+            self._stop()
+
+    def _stop(self) -> None:
+        for fut in self._pending:
+            fut.cancel()
+        self._pending = []
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def close(self) -> None:
+        self._drain()
         self.tar.close()
 
     def discard(self) -> None:
         """Drop buffered data without writing the end marker (the output is being thrown away)."""
+        self._stop()
         self.tar.closed = True
         stream = getattr(self.tar, "fileobj", None)
         if stream is not None and hasattr(stream, "closed"):
