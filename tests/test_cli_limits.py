@@ -51,6 +51,12 @@ def test_impossible_task_split_is_a_usage_error(synth_dir, tmp_path, capsys, fla
     assert "--num-shards" in err[0] or "--shard-index" in err[0]
 
 
+def test_zero_epochs_is_a_usage_error(synth_dir, tmp_path, capsys):
+    rc = run_cli(cli, ["train", str(synth_dir / "train-000000.tar"), "-o", str(tmp_path / "run"), "--epochs", "0"])
+    assert rc == 2 and "--epochs" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("env, named", [
     ({"SLURM_ARRAY_TASK_ID": "abc", "SLURM_ARRAY_TASK_COUNT": "2"}, "SLURM_ARRAY_TASK_ID='abc'"),
     ({"SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_TASK_COUNT": "two"}, "SLURM_ARRAY_TASK_COUNT='two'"),
