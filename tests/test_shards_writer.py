@@ -137,3 +137,18 @@ def test_sigterm_removes_the_temp_file_and_exits_143(tmp_path):
     res = subprocess.run(["sh", "-c", f'{sys.executable} -c "$1" & sleep 3; kill $!; wait $!', "sh", code],
                          capture_output=True)
     assert res.returncode == 143
+
+
+def test_an_error_surfacing_at_commit_leaves_no_temp(tmp_path, monkeypatch):
+    from reidtools.errors import SampleError
+
+    def slow_failure(key, sample):  # the background encoder fails after write() has returned
+        time.sleep(0.2)
+        raise SampleError("<output>", key, "field 'png' cannot be encoded")
+
+    monkeypatch.setattr(W, "_encode_sample", slow_failure)
+    out = AtomicShard(str(tmp_path / "bad.tar"))
+    out.write(make_sample(0))
+    with pytest.raises(SampleError, match="cannot be encoded"):
+        out.commit()
+    assert os.listdir(tmp_path) == []

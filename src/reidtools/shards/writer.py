@@ -130,6 +130,9 @@ class AtomicShard:
             self._fh.close()
         except OSError as exc:
             self._fail(exc)
+        except BaseException:
+            self.abort()  # e.g. an encoding error that the background encoder reports at close
+            raise
         try:
             self.published = _publish(self.tmp, self.path, self.replace)
         except OSError as exc:
