@@ -269,6 +269,11 @@ def _vit_from(state: dict, *, tokens: str, depth_key: str, dim: int, hidden: int
     return vit
 
 
+def _vit_name(vit) -> str:
+    dim, depth = vit.pos_embed.shape[-1], len(vit.blocks)
+    return "ViT-B/16" if (dim, depth) == (768, 12) else f"ViT ({dim}-d, {depth} blocks)"
+
+
 CLIP_BLOCK = {"attn.in_proj_weight": "attn.qkv.weight", "attn.in_proj_bias": "attn.qkv.bias",
               "attn.out_proj.weight": "attn.proj.weight", "attn.out_proj.bias": "attn.proj.bias",
               "ln_1.weight": "norm1.weight", "ln_1.bias": "norm1.bias", "ln_2.weight": "norm2.weight",
@@ -372,7 +377,7 @@ def _build(fmt: str, state: dict, post_bn: bool, path: str) -> tuple[nn.Module, 
                     mapped[f"vit.blocks.{i}.{CLIP_BLOCK[rest]}"] = v
             elif k.startswith(("bottleneck.", "bottleneck_proj.")):
                 mapped[k] = v
-        return net, mapped, ("classifier", "prompt_learner.", "text_encoder."), {"architecture": "CLIP-ReID ViT-B/16"}
+        return net, mapped, ("classifier", "prompt_learner.", "text_encoder."), {"architecture": "CLIP-ReID " + _vit_name(vit)}
     if fmt == "transreid":
         if "base.sie_embed" in state:
             raise ReidError(f"--model {path}: TransReID with SIE (base.sie_embed) needs each test image's camera index "
@@ -393,7 +398,7 @@ def _build(fmt: str, state: dict, post_bn: bool, path: str) -> tuple[nn.Module, 
                 mapped["vit." + k] = v
             elif k.startswith("bottleneck"):
                 mapped[k] = v
-        return net, mapped, ("classifier", "base.fc."), {"architecture": "TransReID ViT-B/16" + (" JPM" if jpm else "")}
+        return net, mapped, ("classifier", "base.fc."), {"architecture": "TransReID " + _vit_name(vit) + (" JPM" if jpm else "")}
     raise ReidError(f"--model-format {fmt!r} is not one of {', '.join(FORMATS)}")
 
 
@@ -428,7 +433,7 @@ def load_published(path: str, model_format: str = "auto", feature: str | None = 
     if extra:
         raise ReidError(f"--model {path}: unexpected tensor {extra[0]} for a {fmt} model")
     net.load_state_dict({k: mapped[k] for k in want})
-    consumed = _consumed(fmt, state, unused)
+    consumed = _consumed(state, mapped, unused)
     leftover = [k for k in state if k not in consumed]
     if leftover:
         raise ReidError(f"--model {path}: {len(leftover)} tensors of the checkpoint are not understood as {fmt} "
@@ -440,17 +445,9 @@ def load_published(path: str, model_format: str = "auto", feature: str | None = 
                         info={"format": fmt, **info})
 
 
-def _consumed(fmt: str, state: dict, unused: tuple[str, ...]) -> set[str]:
-    """Keys of `state` that the mapping uses or deliberately leaves (classifiers, text tower)."""
-    keep = set()
-    for k in state:
-        if k.startswith(unused) or k.endswith("num_batches_tracked"):
-            keep.add(k)
-    mapped = {
-        "torchreid": lambda k: True,
-        "fastreid": lambda k: k.startswith(("backbone.", "heads.bottleneck.", "heads.pool_layer.")),
-        "cal": lambda k: k.startswith(("base.", "bn.")),
-        "clipreid": lambda k: k.startswith(("image_encoder.", "bottleneck")),
-        "transreid": lambda k: k.startswith(("base.", "b1.", "b2.", "bottleneck")),
-    }[fmt]
-    return keep | {k for k in state if mapped(k)}
+def _consumed(state: dict, mapped: dict, unused: tuple[str, ...]) -> set[str]:
+    """Keys of `state` that the mapping used (the same storage: reshapes are views) or deliberately
+    leaves (classifiers, a text tower, BatchNorm step counters)."""
+    used = {(v.data_ptr(), v.dtype) for v in mapped.values() if v.numel()}
+    return {k for k, t in state.items()
+            if k.startswith(unused) or k.endswith("num_batches_tracked") or (t.data_ptr(), t.dtype) in used}
