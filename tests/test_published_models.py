@@ -299,3 +299,18 @@ def test_checkpoints_are_read_without_unpickling_code(tmp_path):
         pickle.dump({"state_dict": {"conv1.weight": torch.zeros(1)}, "x": Evil()}, fh)
     with pytest.raises(ReidError, match="weights_only=True"):
         read_state_dict(str(path))
+
+
+def test_refine_takes_a_published_checkpoint(tmp_path, shards):
+    from _train_data import write_generated
+
+    from reidtools.shards import expand_inputs, iter_samples
+
+    q, g = shards
+    keys = [s["__key__"] for s in iter_samples(expand_inputs([str(q)]))]
+    write_generated(str(tmp_path / "variants"), keys, variants=2)
+    _, path = _clip_ckpt(tmp_path, width=64, layers=1, seed=11)
+    assert reid("refine", q, "-g", g, "--variants", tmp_path / "variants", "-p", "market", "--model", path,
+                "--views", "2", "--json", tmp_path / "r.json", "-q") == 0
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert res["refine"]["queries_refined"] == len(keys) and res["refine"]["variants_used"] == 2 * len(keys)
