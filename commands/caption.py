@@ -22,6 +22,9 @@ from reidtools.generate.caption.run import DEFAULT_MODEL, DEFAULT_SUMMARY_MODEL,
 @click.option("--temperature", type=click.FloatRange(min=0.0), default=0.2,
               help="Sampling temperature (DLCR: 0.2); 0 = greedy, which does not depend on the batch.")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=96, help="Longest caption / summary in tokens.")
+@click.option("--garments", is_flag=True,
+              help="Describe catalogue garments (`reid tryoff` output: garment.png) as json `garment_desc`, "
+                   "HSGL's T_desc for `reid tryon`.")
 @click.option("--summarize", is_flag=True,
               help="Per clothes id: summarise its captions with --summary-model and write `clothes_prompt` to each sample.")
 @click.option("--summary-model", default=DEFAULT_SUMMARY_MODEL, help="Chat causal LM (hub id or folder) for --summarize.")
@@ -65,6 +68,8 @@ def cli(shard_index, num_shards, **options) -> None:
     if (options["summarize"] or options["bank_path"]) and count > 1:
         raise click.UsageError("--summarize and --bank need every shard in one task (caption in parallel first, "
                                "then summarise in one task)")
+    if options["garments"] and (options["summarize"] or options["bank_path"]):
+        raise click.UsageError("--garments describes catalogue garments; --summarize/--bank are for person captions")
     if options["bank_path"] and options["engine"] == "llava" and not options["summarize"]:
         raise click.UsageError("--bank with --engine llava needs --summarize")
     run_caption(CaptionRun(shard_index=index, num_shards=count, **options), progress=progress_enabled())

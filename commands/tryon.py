@@ -21,16 +21,23 @@ from reidtools.commands._options import (command, device_option, dtype_option, e
 @click.option("--pairs", type=click.Choice(["all"]), default=None,
               help="Every person x every garment (the default when --per-id/--garments-per are not given).")
 @click.option("--per-id", type=click.IntRange(1), default=None, metavar="N",
-              help="HSGL's n: each identity's N best images (json quality sharpness; else input order).")
+              help="HSGL's n: each identity's N best images by json quality (`reid filter --rule quality`).")
 @click.option("--garments-per", type=click.IntRange(1), default=None, metavar="M",
               help="HSGL's m: the first M catalogue garments, worn by every selected image.")
 @click.option("--steps", type=click.IntRange(1), default=30, help="Denoising steps (IDM-VTON demo).")
 @click.option("--guidance", type=float, default=2.0, help="Classifier-free guidance scale (IDM-VTON demo).")
 @click.option("--size", default="1024x768", metavar="HxW", help="Generation size (IDM-VTON).")
-@click.option("--prompt", default="model is wearing casual garment", show_default=True,
-              help="Try-on U-Net prompt (IDM-VTON: 'model is wearing ' + garment description).")
-@click.option("--garment-prompt", default="a photo of casual garment", show_default=True,
-              help="Garment U-Net prompt (IDM-VTON: 'a photo of ' + garment description).")
+@click.option("--prompt", default="model is wearing {desc}", show_default=True,
+              help="Try-on U-Net prompt; {desc} is the garment's json garment_desc (`reid caption --garments`).")
+@click.option("--garment-prompt", default="a photo of {desc}", show_default=True,
+              help="Garment U-Net prompt (IDM-VTON's convention around the garment description).")
+@click.option("--desc", default="casual garment", show_default=True,
+              help="The description for catalogue garments without garment_desc.")
+@click.option("--region", type=click.Choice(["upper", "mask"]), default="upper",
+              help="upper: IDM-VTON's upper-body region from a LIP parse.png (+ arms), as the catalogue holds tops; "
+                   "mask: the sample's mask.png (DLCR's whole clothing).")
+@click.option("--rank-by", type=click.Choice(["resolution", "released", "sharpness", "product"]), default="resolution",
+              help="--per-id: an identity's N best images by json quality, ranked as `reid filter --rank-by`.")
 @click.option("--negative-prompt", default="monochrome, lowres, bad anatomy, worst quality, low quality",
               show_default=True, help="Negative prompt (IDM-VTON).")
 @click.option("--arms/--no-arms", default=True,

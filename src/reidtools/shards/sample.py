@@ -110,6 +110,13 @@ def image(sample: dict) -> Image.Image:
     return _decode_image(sample, field, "RGB")
 
 
+def rgb_field(sample: dict, field: str) -> Image.Image:
+    """Another image field (e.g. `garment.png`) as RGB, with the same decoding checks as `image`."""
+    if field not in sample:
+        raise SampleError(*where(sample), f"missing field '{field}'")
+    return _decode_image(sample, field, "RGB")
+
+
 def mask(sample: dict, field: str = "mask.png", hint: str | None = "run `reid mask` first") -> Image.Image:
     """A label/mask image in L mode (never converted through RGB, so label ids survive)."""
     if field not in sample:

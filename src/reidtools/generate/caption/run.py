@@ -21,6 +21,9 @@ log = logging.getLogger("reidtools")
 DEFAULT_MODEL = "llava-hf/llava-1.5-7b-hf"
 DEFAULT_SUMMARY_MODEL = "meta-llama/Llama-2-7b-chat-hf"
 DLCR_QUESTION = "What clothes is the person wearing?"
+# HSGL Alg. 1 line 11 gets a description T_desc with each catalogue garment but does not say how;
+# this question (ours) asks the captioning model for one, as IDM-VTON's "model is wearing {desc}" wants
+GARMENT_QUESTION = "Describe this garment in a few words."
 STAGE = ".caption-stage"
 
 
@@ -34,6 +37,7 @@ class CaptionRun:
     temperature: float = 0.2              # DLCR
     max_new_tokens: int = 96
     summarize: bool = False
+    garments: bool = False                # describe catalogue garments (garment.png) as json garment_desc
     summary_model: str = DEFAULT_SUMMARY_MODEL
     words: int = 200                      # DLCR
     recaption: bool = False
@@ -59,12 +63,17 @@ def run_caption(run: CaptionRun, *, progress: bool = True) -> dict:
                         "then summarise in one task)")
     if run.bank_path and run.engine == "llava" and not run.summarize:
         raise ReidError("--bank with --engine llava needs --summarize")
+    if run.garments and (run.summarize or run.bank_path):
+        raise ReidError("--garments describes catalogue garments; --summarize/--bank are for person captions")
     shards = expand_inputs(list(run.inputs))
     bank: dict[str, list[str]] = {}
     task = dict(shard_index=run.shard_index, num_shards=run.num_shards)
     llava = (run.model, run.question, run.temperature, run.max_new_tokens, run.batch_size, run.dtype, run.device,
              run.seed)
-    if run.engine in ("template", "random"):
+    if run.garments:
+        map_shards(shards, run.output, _garment_descriptions(run), desc="caption", progress=progress,
+                   overwrite=run.overwrite, **task)
+    elif run.engine in ("template", "random"):
         map_shards(shards, run.output, _model_free(run.engine, run.seed, bank), desc="caption", progress=progress,
                    overwrite=run.overwrite, **task)
     elif not run.summarize:
@@ -92,6 +101,67 @@ def _normalize(items):
     from reidtools.generate.prompts import normalize_items
 
     return normalize_items(items)
+
+
+def _garment_descriptions(run: CaptionRun):
+    """json `garment_desc` for each catalogue sample (`reid tryoff` output): HSGL's T_desc.
+
+    llava describes the `garment.png` image; template names the garment from the ground-truth
+    `garments` the catalogue sample kept from its person (synthetic data); random draws one."""
+    from reidtools.errors import SampleError
+    from reidtools.generate.prompts import random_outfit, template_items
+    from reidtools.runtime import best_device, torch_dtype
+    from reidtools.seeding import derive_seed
+    from reidtools.shards import meta, require
+    from reidtools.shards.sample import rgb_field
+
+    state = {}
+    part = {"tops": 0, "bottoms": 1}
+
+    def describe(batch):
+        if run.engine == "llava":
+            if "c" not in state:
+                from reidtools.generate.caption.vlm import Captioner
+
+                dev = best_device(run.device)
+                question = GARMENT_QUESTION if run.question == DLCR_QUESTION else run.question
+                state["c"] = Captioner(run.model, device=dev, dtype=torch_dtype(run.dtype, dev), question=question,
+                                       temperature=run.temperature, max_new_tokens=run.max_new_tokens)
+            pictures = [rgb_field(s, "garment.png") for s in batch]
+            return state["c"].caption(pictures, seed=derive_seed(run.seed, batch[0]["__key__"]))
+        out = []
+        for s in batch:
+            m = meta(s)
+            if run.engine == "template":
+                m = require(s, "garments", hint="--engine template needs ground-truth `garments` (reid synth)")
+                try:
+                    items = template_items(m["garments"])
+                except ValueError as exc:
+                    raise SampleError(s.get("__shard__", "<memory>"), s["__key__"], str(exc)) from None
+            else:
+                items = random_outfit(run.seed, str(m.get("garment") or s["__key__"]))
+            out.append(items[min(part.get(m.get("garment_type"), 0), len(items) - 1)])
+        return out
+
+    def process(samples):
+        buffer = []
+
+        def flush():
+            for s, desc in zip(buffer, describe(buffer)):
+                m = meta(s)
+                m["garment_desc"] = " ".join(str(desc).split())
+                m["garment_desc_model"] = run.model if run.engine == "llava" else run.engine
+            yield from buffer
+
+        for sample in samples:
+            buffer.append(sample)
+            if len(buffer) >= run.batch_size:
+                yield from flush()
+                buffer = []
+        if buffer:
+            yield from flush()
+
+    return process
 
 
 def _model_free(engine, seed, bank):

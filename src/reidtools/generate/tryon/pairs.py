@@ -27,11 +27,12 @@ def eq3_counts(images_per_id: dict, m: int, n: int) -> dict:
     return {"n_hp": n_hp, "n_hn": n_hn}
 
 
-def select_pairs(persons: list[tuple[str, int, float | None]], garments: list[str], *,
+def select_pairs(persons: list[tuple], garments: list[str], *,
                  per_id: int | None = None, garments_per: int | None = None) -> list[tuple[str, str]]:
     """(person key, garment id) pairs to generate, in a deterministic order.
 
-    `persons`: (key, pid, quality or None) in input order. `per_id=None` and `garments_per=None` is
+    `persons`: (key, pid, quality or None) in input order; quality is a number or a tuple sort key
+    (larger = better, as `reid filter --rank-by` ranks). `per_id=None` and `garments_per=None` is
     `--pairs all` (every person x every garment). Otherwise each identity keeps its `per_id` best
     images (highest `quality`; input order breaks ties and stands in when there is no score) and
     wears the first `garments_per` catalogue garments — the same garments for every identity, as
@@ -42,7 +43,8 @@ def select_pairs(persons: list[tuple[str, int, float | None]], garments: list[st
         garments = garments[:garments_per]
     by_id: "OrderedDict[int, list]" = OrderedDict()
     for order, (key, pid, quality) in enumerate(persons):
-        by_id.setdefault(pid, []).append((-(quality if quality is not None else 0.0), order, key))
+        q = quality if isinstance(quality, tuple) else (quality if quality is not None else 0.0,)
+        by_id.setdefault(pid, []).append((tuple(-v for v in q), order, key))
     chosen = []
     for pid, items in by_id.items():
         items = sorted(items)[:per_id] if per_id is not None else sorted(items, key=lambda t: t[1])

@@ -32,8 +32,13 @@ class TryOnRun:
     steps: int = 30                      # IDM-VTON demo
     guidance: float = 2.0                # IDM-VTON demo
     size: tuple[int, int] = (1024, 768)  # IDM-VTON
-    prompt: str = "model is wearing casual garment"
-    garment_prompt: str = "a photo of casual garment"
+    # IDM-VTON's prompts around a garment description; HSGL (Alg. 1 lines 11, 13) passes each catalogue
+    # garment's T_desc (json garment_desc, `reid caption --garments`); `desc` stands in without one
+    prompt: str = "model is wearing {desc}"
+    garment_prompt: str = "a photo of {desc}"
+    desc: str = "casual garment"
+    region: str = "upper"                # IDM-VTON's upper-body region (catalogue garments are tops); mask: mask.png
+    rank_by: str = "resolution"          # which images are an identity's n best: `reid filter`'s ranking
     negative_prompt: str = "monochrome, lowres, bad anatomy, worst quality, low quality"
     arms: bool = True
     ip_adapter: bool = True
@@ -78,19 +83,35 @@ def read_catalogue(inputs) -> dict:
     return catalogue
 
 
-def choose_pairs(shards: list[str], garment_ids: list[str], per_id: int | None, garments_per: int | None) -> dict:
-    """(shard, key) -> garment ids for HSGL's n best images per identity x m garments; logs eq. 3."""
+def quality_key(q, rank_by: str):
+    """A sort key (larger = better) from a sample's json `quality`, ranked as `reid filter --rank-by`
+    ranks it; None when the sample was not scored (`reid filter --rule quality`)."""
+    from reidtools.vision.rules import Quality
+
+    if isinstance(q, dict) and "resolution" in q and "sharpness" in q:
+        return Quality(rank=rank_by).rank_value(q)
+    if isinstance(q, (int, float)):
+        return (float(q),)
+    return None
+
+
+def choose_pairs(shards: list[str], garment_ids: list[str], per_id: int | None, garments_per: int | None,
+                 rank_by: str = "resolution") -> dict:
+    """(shard, key) -> garment ids for HSGL's n best images per identity (Alg. 1 line 12:
+    SelectTopNPerID over D_highq, by the quality assessor's score) x m garments; logs eq. 3."""
     from reidtools.generate.tryon.pairs import eq3_counts, select_pairs
     from reidtools.shards import iter_samples
     from reidtools.shards.sample import meta
 
-    persons = []
+    persons, unscored = [], 0
     for s in iter_samples(shards):
         m = meta(s)
-        q = m.get("quality")
-        q = q.get("sharpness") if isinstance(q, dict) else q
-        persons.append(((s["__shard__"], s["__key__"]), (m.get("dataset"), m.get("pid")),
-                        float(q) if isinstance(q, (int, float)) else None))
+        key = quality_key(m.get("quality"), rank_by)
+        unscored += key is None
+        persons.append(((s["__shard__"], s["__key__"]), (m.get("dataset"), m.get("pid")), key))
+    if unscored and per_id is not None:
+        log.warning("%d person image(s) have no quality score; they rank last, in input order (run "
+                    "`reid filter --rule quality` first, as HSGL's D_highq)", unscored)
     chosen: dict = {}
     for person, gid in select_pairs(persons, garment_ids, per_id=per_id, garments_per=garments_per):
         chosen.setdefault(person, []).append(gid)
@@ -125,7 +146,7 @@ def run_tryon(run: TryOnRun, *, progress: bool = True):
     if run.per_id is not None or run.garments_per is not None:
         if "-" in run.inputs:
             raise ReidError("--per-id/--garments-per read the inputs twice; pass shard files, not -")
-        chosen = choose_pairs(shards, garment_ids, run.per_id, run.garments_per)
+        chosen = choose_pairs(shards, garment_ids, run.per_id, run.garments_per, run.rank_by)
     if not progress:   # -q: no 'Loading weights' bars from transformers/diffusers either
         from reidtools.generate.inpaint.pipeline import quiet_loading
 
@@ -136,19 +157,34 @@ def run_tryon(run: TryOnRun, *, progress: bool = True):
     pipe = TryOnPipeline.from_pretrained(run.model, device=dev, dtype=torch_dtype(run.dtype, dev), offload=run.offload,
                                          ip_adapter=run.ip_adapter)
     h, w = run.size
-    settings = TryOnSettings(steps=run.steps, guidance=run.guidance, size=(h, w), prompt=run.prompt,
-                             garment_prompt=run.garment_prompt, negative_prompt=run.negative_prompt)
-    params = dict(steps=run.steps, guidance=run.guidance, size=[h, w], garment_prompt=run.garment_prompt,
-                  negative_prompt=run.negative_prompt, arms=run.arms, ip_adapter=run.ip_adapter, dtype=run.dtype)
+    undescribed = [gid for gid, (_, gm) in catalogue.items() if not gm.get("garment_desc")]
+    if undescribed:
+        log.warning("%d of %d catalogue garments have no garment_desc (run `reid caption --garments`); they use "
+                    "--desc %r", len(undescribed), len(catalogue), run.desc)
+    settings = {}
+    for gid, (_, gm) in catalogue.items():
+        desc = gm.get("garment_desc") or run.desc
+        settings[gid] = TryOnSettings(steps=run.steps, guidance=run.guidance, size=(h, w),
+                                      prompt=run.prompt.format(desc=desc),
+                                      garment_prompt=run.garment_prompt.format(desc=desc),
+                                      negative_prompt=run.negative_prompt)
+    params = dict(steps=run.steps, guidance=run.guidance, size=[h, w], negative_prompt=run.negative_prompt,
+                  arms=run.arms, ip_adapter=run.ip_adapter, dtype=run.dtype, region=run.region)
     counts = StageCounts()
+    whole_mask: list[str] = []
 
     def region(s, m):
-        parse = None
-        if "mask.png" not in s:
-            if "parse.png" not in s or m.get("parse_labels", "lip") != "lip":
-                raise SampleError(*where(s), "needs mask.png or a LIP parse.png: run `reid mask` first")
-            parse = read_mask(s, "parse.png")
-        out = garment_region(None if parse is not None else read_mask(s, "mask.png"), parse)
+        # IDM-VTON repaints the upper body (its "upper_body" agnostic mask: upper clothes, dress, coat +
+        # arms): a LIP parse.png gives exactly that; DLCR's mask.png also covers pants and shoes
+        lip = "parse.png" in s and m.get("parse_labels", "lip") == "lip"
+        if run.region == "upper" and lip:
+            out = garment_region(None, read_mask(s, "parse.png"))
+        elif "mask.png" in s:
+            if run.region == "upper":
+                whole_mask.append(s["__key__"])
+            out = garment_region(read_mask(s, "mask.png"), None)
+        else:
+            raise SampleError(*where(s), "needs a LIP parse.png or mask.png: run `reid mask` first")
         if run.arms:
             out = add_arms(out, m.get("pose"))
         return out
@@ -171,12 +207,12 @@ def run_tryon(run: TryOnRun, *, progress: bool = True):
         return [(person, mk, pose, kind, gid, derive_seed(run.seed, s["__key__"], gid)) for gid in todo]
 
     def make(jobs):
-        return [pipe(person, mk, pose, catalogue[gid][0], sd, settings) for person, mk, pose, _, gid, sd in jobs]
+        return [pipe(person, mk, pose, catalogue[gid][0], sd, settings[gid]) for person, mk, pose, _, gid, sd in jobs]
 
     def build(s, job, out):
         _, mk, _, kind, gid, sd = job
-        entry = history_entry("tryon", model=run.model, seed=sd, prompt=run.prompt, garment=gid, pose_image=kind,
-                              **params)
+        entry = history_entry("tryon", model=run.model, seed=sd, prompt=settings[gid].prompt, garment=gid,
+                              garment_prompt=settings[gid].garment_prompt, pose_image=kind, **params)
         new = derive(s, f"{s['__key__']}_{gid}", entry, png=out, **{"mask.png": mk},
                      json={"clothes": gid, "garment": gid, "garment_source": catalogue[gid][1].get("source")})
         for k in STALE:
@@ -190,5 +226,8 @@ def run_tryon(run: TryOnRun, *, progress: bool = True):
     report = map_shards(shards, run.output, process, shard_index=run.shard_index, num_shards=run.num_shards,
                         desc="tryon", progress=progress, overwrite=run.overwrite)
     counts.log("tryon")
+    if whole_mask:
+        log.warning("%d person image(s) had no LIP parse.png, so their whole mask.png was repainted instead of the "
+                    "upper body (first: %s)", len(whole_mask), whole_mask[0])
     log.info("%d try-on images from %d person samples", report.samples_out, report.samples_in)
     return report
