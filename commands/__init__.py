@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "filter": "Keep the samples that pass the selection rules.",
     "caption": "Describe each person's clothes and summarise prompts per clothes id.",
     "inpaint": "Repaint the clothing region K times with a diffusion inpainting model.",
+    "finetune": "Fine-tune an inpainting pipeline on masked images and their clothing prompts.",
     "discriminator": "Train DLCR's latent discriminator for guided inpainting.",
     "tryoff": "Extract flat garment images from people (a garment catalogue).",
     "tryon": "Dress people in catalogue garments (shared clothes ids across identities).",
