@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(BIN)/pytest -q
 
 test-all: $(STAMP)
-	$(BIN)/pytest -q -m ''
+	$(BIN)/pytest -q -m 'not fullsize'
 
 # every command's main path once on tiny data (CI runs it on a plain `pip install .` venv)
 smoke: $(STAMP)
