@@ -6,6 +6,10 @@ from typing import Callable
 
 import click
 
+# what --model may be (see docs/export.md) and the protocols of reidtools.metrics.protocols
+MODEL_FORMATS = ("auto", "run", "onnx", "torchreid", "fastreid", "cal", "clipreid", "transreid")
+PROTOCOL_NAMES = ("market", "cc", "sc", "general", "prcc", "sysu-all", "sysu-indoor", "llcm-v2i", "llcm-i2v")
+
 
 def rerank_options(fn: Callable) -> Callable:
     """--k1/--k2/--lambda/--rerank-max-gb (Zhong et al. 2017 defaults)."""
@@ -33,20 +37,3 @@ def protocol_options(fn: Callable) -> Callable:
     ]):
         fn = decorator(fn)
     return fn
-
-
-def write_result_json(result: dict, json_out: str) -> None:
-    """`--json FILE|-`: the metrics object to FILE, or to stdout (then stdout holds only JSON)."""
-    import json
-
-    from reidtools.errors import ReidError
-
-    text = json.dumps(result, indent=2)
-    if json_out == "-":
-        click.echo(text)
-        return
-    try:
-        with open(json_out, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
-    except OSError as exc:
-        raise ReidError(f"--json: cannot write {json_out!r} ({exc.strerror})") from None

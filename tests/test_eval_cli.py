@@ -147,7 +147,7 @@ def test_model_features_for_samples_without_feat(tmp_path, capsys, monkeypatch):
     calls = []
 
     def fake_extract(run_dir, samples, *, batch_size=128, device=None, progress=True):
-        calls.append((run_dir, len(samples), batch_size))
+        calls.append((str(run_dir), len(samples), batch_size))   # a ModelSource, str() = its path
         centers = np.random.default_rng(99).normal(size=(12, DIM))
         return np.stack([centers[json.loads(s["json"])["pid"] if isinstance(s["json"], bytes) else s["json"]["pid"]]
                          for s in samples]).astype(np.float32)
