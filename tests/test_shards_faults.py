@@ -34,6 +34,9 @@ def slow(samples):
         time.sleep(DELAY)
         if n == 3:
             print("writing", flush=True)
+        if n == 10 and len(sys.argv) > 3:
+            while not os.path.exists(sys.argv[3]):  # hold here until the test lets go
+                time.sleep(0.02)
         yield s
 map_shards([sys.argv[1]], sys.argv[2], slow, progress=False)
 print("done", flush=True)
@@ -66,10 +69,10 @@ def source(tmp_path):
     return str(tmp_path / "in" / "x-000000.tar")
 
 
-def worker(source, out, patch: str = "", delay: float = 0.0) -> subprocess.Popen:
+def worker(source, out, patch: str = "", delay: float = 0.0, gate=None) -> subprocess.Popen:
     code = WORKER.replace("PATCH", patch).replace("DELAY", repr(delay))
-    return subprocess.Popen([sys.executable, "-c", code, source, str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "-c", code, source, str(out), *([str(gate)] if gate else [])],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def wait_for(proc: subprocess.Popen, line: bytes) -> None:
@@ -90,14 +93,15 @@ def assert_complete_or_absent(out) -> None:
 
 
 def test_two_writers_of_one_shard_one_killed(source, tmp_path, capsys):
-    out = tmp_path / "out"
-    first = worker(source, out, delay=0.05)
+    out, gate = tmp_path / "out", tmp_path / "gate"
+    first = worker(source, out, delay=0.01, gate=gate)  # holds after 10 samples until the gate opens
     wait_for(first, b"writing\n")
     time.sleep(0.5)  # the first writer is well into its file when the second one starts
-    second = worker(source, out, delay=0.05)
+    second = worker(source, out, delay=0.01)
     wait_for(second, b"writing\n")
     second.kill()  # dies mid-shard; it used to truncate the shared temp file under the first
     second.wait()
+    gate.write_text("")
     assert first.wait(timeout=60) == 0, first.stderr.read()
     assert_complete_or_absent(out)
     assert counted(out, capsys) == N
@@ -127,5 +131,6 @@ def test_kill_in_the_publish_window_then_resume(source, tmp_path, capsys, patch,
         assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
     rerun = worker(source, out)
     assert rerun.wait(timeout=60) == 0, rerun.stderr.read()
+    assert not [n for n in os.listdir(out) if n.endswith(".tmp")]  # a dead writer's leftovers are removed
     assert_complete_or_absent(out)
     assert counted(out, capsys) == N

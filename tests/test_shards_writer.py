@@ -152,3 +152,16 @@ def test_an_error_surfacing_at_commit_leaves_no_temp(tmp_path, monkeypatch):
     with pytest.raises(SampleError, match="cannot be encoded"):
         out.commit()
     assert os.listdir(tmp_path) == []
+
+
+def test_a_rerun_removes_only_dead_local_writers_temps(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()  # a pid that has exited
+    target = tmp_path / "x.tar"
+    names = {"dead": f"x.tar.{W._HOST}.{dead}.0a0a0a0a.tmp", "alive": f"x.tar.{W._HOST}.{os.getppid()}.0b0b0b0b.tmp",
+             "other-host": f"x.tar.elsewhere-{W._HOST}.{dead}.0c0c0c0c.tmp", "legacy": "x.tar.tmp"}
+    for name in names.values():
+        (tmp_path / name).write_bytes(b"partial")
+    with AtomicShard(str(target)) as out:
+        out.write(make_sample(0))
+    assert sorted(os.listdir(tmp_path)) == sorted([names["alive"], names["other-host"], "x.tar"])

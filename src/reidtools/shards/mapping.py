@@ -26,7 +26,7 @@ from reidtools.errors import ReidError, SampleError
 from reidtools.fileio import write_json_atomic
 from reidtools.shards.paths import PIPE, STDIN, is_remote, split_shards
 from reidtools.shards.reader import iter_shard
-from reidtools.shards.writer import STDOUT, AtomicShard, ShardWriter, ensure_output_dir
+from reidtools.shards.writer import STDOUT, AtomicShard, ShardWriter, ensure_output_dir, remove_stale_temps
 
 log = logging.getLogger("reidtools")
 
@@ -149,6 +149,7 @@ def map_shards(shards: list[str], output: str, fn: MapFn, *, shard_index: int = 
             target = os.path.join(output, output_name(shard))
             if os.path.exists(target) and not overwrite:
                 log.info("%s exists, skipping %s", target, shard)
+                remove_stale_temps(target)
                 report.shards_skipped.append(shard)
                 continue
             with _ShardRecord(record_path(target), shard, [target], desc, report), \

@@ -1,15 +1,18 @@
-"""Shard writers: each shard is written to a private `NAME.tar.<pid>.<random>.tmp` and published
+"""Shard writers: each shard is written to a private `NAME.tar.<host>.<pid>.<random>.tmp` and published
 when complete, so a killed run never leaves a partial `.tar`; finished shards are skipped on a
 re-run (resume)."""
 
 from __future__ import annotations
 
 import atexit
+import glob
 import io
 import logging
 import os
+import re
 import secrets
 import signal
+import socket
 import sys
 import tarfile
 import threading
@@ -100,7 +103,7 @@ class TarStream:
 class AtomicShard:
     """One output shard file, written to a private temporary file and published on a clean close.
 
-    The temporary name is `NAME.tar.<pid>.<random>.tmp`, created exclusively, so two writers of one
+    The temporary name is `NAME.tar.<host>.<pid>.<random>.tmp`, created exclusively, so two writers of one
     shard (a task re-run while the first still runs, two array jobs over the same input) never
     write into the same file. Publishing never replaces a shard another writer completed meanwhile
     unless `replace=True`: the first complete copy wins, the later one is discarded with a log
@@ -191,9 +194,42 @@ def _open_temp(tmp: str) -> BinaryIO:
     return os.fdopen(fd, "wb")
 
 
+# temp names carry host and pid, so a re-run can tell a dead writer's leftovers from a live
+# writer's file (on this host; another host's writers are never touched)
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError, ValueError):
+        return True  # e.g. another user's process: not ours to judge
+    return True
+
+
+def remove_stale_temps(path: str) -> None:
+    """Remove `path`'s temporary files left by killed writers on this host (SIGKILL, power cut),
+    and the fixed `NAME.tar.tmp` of reid versions before private temp names."""
+    stale = [path + ".tmp"] if os.path.exists(path + ".tmp") else []
+    for tmp in glob.glob(glob.escape(path) + ".*.tmp"):
+        parts = tmp[len(path) + 1: -len(".tmp")].rsplit(".", 2)
+        if len(parts) == 3 and parts[0] == _HOST and parts[1].isdigit() and tmp not in _temps \
+                and not _alive(int(parts[1])):
+            stale.append(tmp)
+    for tmp in stale:
+        try:
+            os.remove(tmp)
+            log.info("removed %s, left by a writer that was killed", tmp)
+        except OSError:
+            pass
+
+
 def _create_temp(path: str) -> tuple[str, BinaryIO]:
+    remove_stale_temps(path)
     for _ in range(100):
-        tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        tmp = f"{path}.{_HOST}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
             fh = _open_temp(tmp)
         except FileExistsError:
@@ -326,6 +362,7 @@ class ShardWriter:
         if self.resume and self._current is None and os.path.exists(path):
             if self.in_shard == 1:
                 self.shards.append(path)
+                remove_stale_temps(path)
             self.skipped += 1
             return
         if self._current is None:
