@@ -104,7 +104,7 @@ else
   run eval-rank "$PY" bench/gpu_figures.py rank
   # NOT full size yet: bench/tryon.py (tiny IDM-VTON) and bench/posegen.py (SD-1.5 layout at reduced widths)
   # run on the CPU; full-size SDXL try-on and Pose-dIVE builders are still to come (BENCHMARKS.md says so)
-  run tryon-tiny-cpu "$PY" bench/tryon.py --repeats 3 --steps 5
-  run posegen-reduced-cpu "$PY" bench/posegen.py --repeats 3
+  run tryon-tiny-cpu "$PY" bench/tryon.py --repeats 1 --steps 5
+  run posegen-reduced-cpu "$PY" bench/posegen.py --repeats 1
 fi
 say "# bench/gpu.sh done in $((SECONDS - START)) s; log: $LOG"
