@@ -31,19 +31,19 @@ def pretrained(tmp_path_factory):
 def test_init_loads_the_backbone_and_starts_new_heads(pretrained, tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    from reidtools.reid import trainer
+    from reidtools.reid import start
     from reidtools.reid.run import file_sha256
 
     root, pre = pretrained
     seen = {}
-    real = trainer._apply_init
+    real = start.apply_init
 
     def spy(model, init):   # the weights the fine-tuning run starts from, before its first step
         out = real(model, init)
         seen.update({k: v.detach().clone() for k, v in model.state_dict().items()})
         return out
 
-    monkeypatch.setattr(trainer, "_apply_init", spy)
+    monkeypatch.setattr(start, "apply_init", spy)
     run = tmp_path / "fine"
     assert reid("train", root / "fine", "-o", run, *TINY, "--batch", "2x4", "--epochs", "1", "--init", pre,
                 "--method", "cal", "--pooling", "avg", "--cal-start-epoch", "0") == 0

@@ -141,11 +141,11 @@ def test_weight_files_record_their_sha256(finished):
     from reidtools.reid.run import file_sha256
 
     cfg = yaml.safe_load((finished / "config.yaml").read_text())
-    assert cfg["sha256"]["model.safetensors"] == file_sha256(str(finished / "model.safetensors"))
+    assert cfg["files"]["model.safetensors"] == file_sha256(str(finished / "model.safetensors"))
     state = json.loads((finished / "checkpoints" / "epoch-0001" / "state.json").read_text())
     ckpt = finished / "checkpoints" / "epoch-0001"
-    assert set(state["sha256"]) == {"model.safetensors", "optimizer.pt", "rng-0.safetensors"}
-    for name, digest in state["sha256"].items():
+    assert set(state["files"]) == {"model.safetensors", "optimizer.pt", "rng-0.safetensors"}
+    for name, digest in state["files"].items():
         assert file_sha256(str(ckpt / name)) == digest
 
 
@@ -182,7 +182,7 @@ def test_flipped_or_truncated_weights_are_one_line_naming_the_file(data, finishe
     # a run from before digests were recorded: the damage is still one line
     old = _copy(finished, tmp_path / "old")
     cfg = yaml.safe_load((old / "config.yaml").read_text())
-    del cfg["sha256"]
+    del cfg["files"]
     (old / "config.yaml").write_text(yaml.safe_dump(cfg))
     path = old / "model.safetensors"
     path.write_bytes(path.read_bytes()[:1000])

@@ -68,7 +68,7 @@ def test_logged_metrics_are_reid_evals_and_best_is_that_epoch(data, tmp_path, ca
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns("checkpoints"))
     shutil.copy(copy / "best.safetensors", copy / "model.safetensors")
     c = yaml.safe_load((copy / "config.yaml").read_text())
-    c["sha256"]["model.safetensors"] = c["sha256"]["best.safetensors"]
+    c["files"]["model.safetensors"] = c["files"]["best.safetensors"]
     (copy / "config.yaml").write_text(yaml.safe_dump(c, sort_keys=False))
     out = tmp_path / "m.json"
     assert reid("eval", data / "test" / "query-000000.tar", "-g", data / "test" / "gallery-000000.tar",
@@ -114,7 +114,7 @@ def test_best_safetensors_is_the_best_epochs_weights(data, tmp_path, monkeypatch
         assert _same(best, ckpt) == (epoch == BEST[metric])
     from reidtools.reid.run import file_sha256
 
-    assert cfg["sha256"]["best.safetensors"] == file_sha256(str(run / "best.safetensors"))
+    assert cfg["files"]["best.safetensors"] == file_sha256(str(run / "best.safetensors"))
 
 
 def test_evaluation_does_not_change_training_and_survives_resume(data, tmp_path):

@@ -8,7 +8,7 @@
     RUN/best.safetensors         with --eval-every: the weights of the best evaluation so far
     RUN/checkpoints/epoch-NNNN/  model.safetensors, optimizer.pt, rng-RANK.safetensors, state.json
 
-config.yaml's `sha256` and each state.json's `sha256` record the digest of the weight files beside
+config.yaml's `files` and each state.json's `files` record the SHA-256 of the weight files beside
 them; loading checks it.
 """
 
@@ -32,10 +32,11 @@ LABELS = "labels.json"
 LOG = "log.jsonl"
 CKPT_DIR = "checkpoints"
 STATE = "state.json"
-# config.yaml (run folder) and state.json (checkpoint) record {file name: SHA-256} of the weight files
-# beside them; every load checks the file against it. (Kept here until run folders move onto the
-# shared save/load module of ARCHITECTURE.md's "One save/load convention", reidtools.pretrained.)
-DIGESTS = "sha256"
+# config.yaml (run folder) and state.json (checkpoint) record `files: {file name: SHA-256}` of the
+# weight files beside them, the key and digest of the shared save/load convention
+# (reidtools.pretrained); every load checks the file against it. Run folders keep their YAML config,
+# which `reid eval --model` and older runs rely on.
+DIGESTS = "files"
 
 
 def write_bytes(path: str, data: bytes) -> str:
@@ -50,11 +51,9 @@ def write_bytes(path: str, data: bytes) -> str:
 
 
 def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from reidtools.pretrained import sha256_file
+
+    return sha256_file(path)
 
 
 def write_config(run_dir: str, data: dict) -> None:

@@ -19,6 +19,7 @@ import torch
 
 from reidtools.errors import ReidError
 from reidtools.reid import run as runio
+from reidtools.reid import start
 from reidtools.reid.config import TrainConfig, dcac_dataset_defaults, lr_at
 from reidtools.reid.data import (AugmentConfig, BatchLoader, Record, apply_labels, assign_variants,
                                  build_label_maps, key_by_dataset, read_records)
@@ -30,10 +31,6 @@ from reidtools.seeding import derive_seed
 
 log = logging.getLogger("reidtools")
 
-# options that may change on --resume (everything else must match the run's config.yaml)
-# (--lr too: a NaN loss asks for a lower one; the change is recorded in config.yaml's `resumes`)
-RESUMABLE = {"epochs", "log_every", "lr", "workers", "cpu", "keep_checkpoints", "eval_every", "query", "gallery",
-             "protocol", "best_metric", "report_to"}
 
 
 @dataclass
@@ -74,7 +71,8 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
     from reidtools.reid.sampler import pk_batches
     from reidtools.shards import expand_inputs, split_shards
 
-    from reidtools.reid.validate import Validator, tracker_init, tracker_setup, tracker_values
+    from reidtools.reid.validate import (Validator, resumed_best, save_best, tracker_init, tracker_setup,
+                                         tracker_values)
 
     kwargs = [DistributedDataParallelKwargs(find_unused_parameters=False)]
     trackers = tracker_setup(cfg.report_to, run_dir)
@@ -106,7 +104,7 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
     multi_source = len(datasets) > 1
     dcac_dataset_defaults(cfg, sources, datasets)
     if saved is not None:
-        changed = _check_resume(saved["options"], cfg)
+        changed = start.check_resume(saved["options"], cfg)
     if multi_source:
         key_by_dataset(real)
     progressive = bool(gen_shards) and cfg.mix == "progressive"
@@ -169,7 +167,7 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
         backbone = build_backbone(cfg.backbone, cfg.pretrained)
     model = ReidModel(backbone, n_ids, pooling=cfg.pooling)
     if init is not None:
-        init_record = _apply_init(model, init)
+        init_record = start.apply_init(model, init)
     cc = NormalizedClassifier(model.dim, n_cc) if cfg.uses_cal() else None
     if cfg.method == "dcac":
         from reidtools.reid.dcac import freeze_patch_projection
@@ -215,7 +213,7 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
             if dropped:
                 log.info("log.jsonl: dropped %d record(s) written after the checkpoint", dropped)
             if changed:
-                _record_resume_changes(run_dir, changed, start_epoch)
+                start.record_resume_changes(run_dir, changed, start_epoch)
 
     if n_ids < 2:   # every loss is 0 with one identity: the run would "train" and learn nothing
         only = next(iter(maps.pids), "?")
@@ -241,7 +239,7 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
                                    **hard_pair_counts(rows_real + rows_gen)})
     acc.wait_for_everyone()
     if validator is not None and saved is not None and ckpt is not None:
-        validator.best = _resumed_best(run_dir, cfg, start_epoch)
+        validator.best = resumed_best(run_dir, cfg, start_epoch)
     tracker_init(acc, cfg.report_to, run_dir, cfg.to_dict())
 
     extras = [m for m in (cc, dcac) if m is not None]
@@ -334,7 +332,7 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
                 eval_record = validator.record(validator.evaluate(acc.unwrap_model(model), acc.device),
                                                epoch + 1, global_step)
                 if eval_record["best"]:
-                    _save_best(run_dir, _state(acc, model, cc), validator.best)
+                    save_best(run_dir, _state(acc, model, cc), validator.best)
                 log.info("epoch %d/%d: %s mAP %.4f, rank-1 %.4f%s", epoch + 1, cfg.epochs, cfg.protocol,
                          eval_record.get("mAP", float("nan")), eval_record.get("rank1", float("nan")),
                          " (best so far)" if eval_record["best"] else "")
@@ -370,7 +368,7 @@ def train(cfg: TrainConfig, sources: dict, train_inputs, run_dir: str, *, genera
     if main:
         digest = runio.save_weights(os.path.join(run_dir, runio.WEIGHTS), _state(acc, model, cc))
         data = runio.read_config(run_dir)
-        data["options"].update({k: v for k, v in cfg.to_dict().items() if k in RESUMABLE})
+        data["options"].update({k: v for k, v in cfg.to_dict().items() if k in start.RESUMABLE})
         data["trained_epochs"] = cfg.epochs
         data.setdefault(runio.DIGESTS, {})[runio.WEIGHTS] = digest
         runio.write_config(run_dir, data)
@@ -483,8 +481,8 @@ def _check_finite(acc, terms: dict, step: int, epoch: int, run_dir: str, world: 
     last = runio.latest_checkpoint(run_dir)
     kept = f"the last checkpoint {last} is kept" if last else "no checkpoint was written yet"
     value = float(terms[bad].detach()) if bad in terms else float("nan")
-    how = (f"continue from it with the same command plus --resume and a lower --lr (the change is recorded in "
-           f"config.yaml), or train into a new -o folder" if last else "rerun with a lower --lr into a new -o folder")
+    how = ("continue from it with the same command plus --resume and a lower --lr (the change is recorded in "
+           "config.yaml), or train into a new -o folder" if last else "rerun with a lower --lr into a new -o folder")
     raise ReidError(f"step {step} (epoch {epoch + 1}): loss term {bad!r} is {value}; training stopped and "
                     f"{kept}: {how} (or use --mixed-precision no)")
 
@@ -497,76 +495,3 @@ def _state(acc, model, cc, dcac=None) -> dict:
     if dcac is not None:
         state.update({f"dcac.{k}": v for k, v in acc.unwrap_model(dcac).trainable_state().items()})
     return state
-
-
-def _save_best(run_dir: str, state: dict, best: dict) -> None:
-    """best.safetensors (the ReID model, as model.safetensors) and, in config.yaml, which evaluation
-    it is and its SHA-256."""
-    digest = runio.save_weights(os.path.join(run_dir, runio.BEST), state)
-    data = runio.read_config(run_dir)
-    data["best"] = dict(best)
-    data.setdefault(runio.DIGESTS, {})[runio.BEST] = digest
-    runio.write_config(run_dir, data)
-
-
-def _resumed_best(run_dir: str, cfg: TrainConfig, start_epoch: int) -> dict | None:
-    """The best evaluation recorded before the checkpoint we resume from (a later one belonged to
-    an epoch that is trained again; a different --best-metric or -p starts afresh)."""
-    best = runio.read_config(run_dir).get("best")
-    if not isinstance(best, dict) or int(best.get("epoch", 0)) > start_epoch:
-        return None
-    if best.get("metric") != cfg.best_metric or best.get("protocol") != cfg.protocol:
-        log.info("--resume: --best-metric/-p changed; best.safetensors is chosen afresh from epoch %d", start_epoch + 1)
-        return None
-    return best
-
-
-def _apply_init(model, init: dict) -> dict:
-    """--init: copy the backbone (and the BNNeck where its size matches) of another run into `model`;
-    the identity classifier (and CAL's clothes classifier, DCAC's head) stay newly initialised.
-    Returns what config.yaml records."""
-    state = init["state"]
-    parts = {"backbone": model.backbone, "bnneck": model.bnneck}
-    loaded, skipped = [], []
-    for name, module in parts.items():
-        sub = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
-        own = module.state_dict()
-        if set(sub) != set(own) or any(sub[k].shape != own[k].shape for k in own):
-            if name == "backbone":
-                raise ReidError(f"--init {init['run']}: its backbone weights do not fit --backbone "
-                                f"{model.backbone.name} (different architecture)")
-            skipped.append(name)   # e.g. a maxavg-pooled run initialising an avg-pooled one
-            continue
-        module.load_state_dict(sub)
-        loaded.append(name)
-    if skipped:
-        log.info("--init %s: %s not loaded (feature size differs)", init["run"], ", ".join(skipped))
-    return {"run": init["run"], "weights_sha256": init["sha256"], "loaded": loaded,
-            "new": sorted(set(["classifier", *skipped]))}
-
-
-def _check_resume(saved: dict, cfg: TrainConfig) -> dict:
-    """Refuse a resume that changes what the checkpoint was trained with; return {option: (was, now)}
-    of the options that may change (RESUMABLE) and did."""
-    current = cfg.to_dict()
-    diff = [k for k, v in current.items() if k not in RESUMABLE and k in saved and saved[k] != v
-            and not (k == "pretrained")]
-    if diff:
-        k = diff[0]
-        flag = "--" + k.replace("_", "-")
-        raise ReidError(f"--resume: option {k!r} ({flag}) is {current[k]!r} but the run was trained with {saved[k]!r} "
-                        "(on resume only --epochs, --lr, --log-every, --workers, --keep-checkpoints and the "
-                        "--eval-every/--report-to options may change; train into a new -o folder to change it)")
-    return {k: (saved[k], v) for k, v in current.items() if k in RESUMABLE and k in saved and saved[k] != v}
-
-
-def _record_resume_changes(run_dir: str, changed: dict, epoch: int) -> None:
-    """config.yaml keeps what each changed option was and from which epoch the new value applies."""
-    data = runio.read_config(run_dir)
-    entry = {"after_epoch": epoch, "changed": {k: {"from": a, "to": b} for k, (a, b) in changed.items()}}
-    data.setdefault("resumes", []).append(entry)
-    for k, (a, b) in changed.items():
-        data["options"][k] = b
-        data.setdefault("sources", {})[k] = f"command line (changed on resume after epoch {epoch}; was {a!r})"
-    runio.write_config(run_dir, data)
-    runio.append_log(run_dir, {"type": "resume", "epoch": epoch, **entry})

@@ -74,6 +74,32 @@ class Validator:
         return rec
 
 
+def save_best(run_dir: str, state: dict, best: dict) -> None:
+    """best.safetensors (the ReID model, as model.safetensors) and, in config.yaml, which evaluation
+    it is and its SHA-256."""
+    from reidtools.reid import run as runio
+
+    digest = runio.save_weights(os.path.join(run_dir, runio.BEST), state)
+    data = runio.read_config(run_dir)
+    data["best"] = dict(best)
+    data.setdefault(runio.DIGESTS, {})[runio.BEST] = digest
+    runio.write_config(run_dir, data)
+
+
+def resumed_best(run_dir: str, cfg, start_epoch: int) -> dict | None:
+    """The best evaluation recorded before the checkpoint we resume from (a later one belonged to
+    an epoch that is trained again; a different --best-metric or -p starts afresh)."""
+    from reidtools.reid import run as runio
+
+    best = runio.read_config(run_dir).get("best")
+    if not isinstance(best, dict) or int(best.get("epoch", 0)) > start_epoch:
+        return None
+    if best.get("metric") != cfg.best_metric or best.get("protocol") != cfg.protocol:
+        log.info("--resume: --best-metric/-p changed; best.safetensors is chosen afresh from epoch %d", start_epoch + 1)
+        return None
+    return best
+
+
 def tracker_setup(report_to: str, run_dir: str) -> dict:
     """Accelerator keyword arguments for --report-to (checked before training starts)."""
     if report_to == "none":
