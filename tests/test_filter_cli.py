@@ -37,7 +37,8 @@ def test_acceptance_pipeline(tmp_path):
         q = meta(s)["quality"]
         assert q["resolution"] == 128 * 64 and q["sharpness"] > 0 and "mask.png" in s
     assert json.loads((tmp_path / "r.json").read_text()) == {
-        "input": 16, "kept": 16, "rules": [{"rule": "quality", "removed": 0, "failed": 0}]}
+        "input": 16, "kept": 16, "rules": [{"rule": "quality", "removed": 0, "failed": 0, "parameters": {
+            "min_resolution": 0, "min_sharpness": 0.0, "top_n_per_id": None, "top_n": None, "rank": "resolution"}}]}
 
 
 def test_top_n_per_id_and_report(synth_dir, tmp_path):
@@ -59,6 +60,9 @@ def test_top_n_per_id_and_report(synth_dir, tmp_path):
         assert sorted(kept_scores, reverse=True) == all_scores[:3]
     rep = json.loads((tmp_path / "a.json").read_text())
     assert rep["input"] == 64 and rep["kept"] == 24 and rep["rules"][0]["removed"] == 40
+    # the thresholds the rule ran with are in the report beside its counts
+    assert rep["rules"][0]["parameters"] == {"min_resolution": 0, "min_sharpness": 0.0, "top_n_per_id": 3,
+                                             "top_n": None, "rank": "resolution"}
     with open(synth_dir / "train-000000.tar", "rb") as fh:
         r = reid("filter", "--rule", "quality", "--top-n", "5", "-", "-o", tmp_path / "b", "-q", stdin=fh)
     assert r.returncode == 0, r.stderr

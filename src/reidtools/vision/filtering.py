@@ -75,9 +75,18 @@ def run_filter(run: FilterRun, *, progress: bool = True) -> Counts:
     """Filter the shards; log (and with `report`, write) what each rule removed."""
     import logging
 
-    counts = filter_shards(list(run.inputs), run.output, run.chain(), shard_index=run.shard_index,
+    import dataclasses
+
+    rules = run.chain()
+    counts = filter_shards(list(run.inputs), run.output, rules, shard_index=run.shard_index,
                            num_shards=run.num_shards, progress=progress, overwrite=run.overwrite)
     summary = counts.as_dict()
+    # the thresholds each rule ran with, so a report says which eps/tau made its counts
+    for entry, rule in zip(summary["rules"], rules):
+        if dataclasses.is_dataclass(rule):
+            entry["parameters"] = {f.name: getattr(rule, f.name) for f in dataclasses.fields(rule)
+                                   if f.name != "name" and isinstance(getattr(rule, f.name), (int, float, str, list,
+                                                                                             type(None)))}
     logging.getLogger("reidtools").info("kept %d of %d (%s)", summary["kept"], summary["input"], ", ".join(
         f"{r['rule']} removed {r['removed']}" for r in summary["rules"]))
     if run.report:
