@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import shutil
@@ -52,3 +53,96 @@ def test_demo_runs_end_to_end_at_a_tiny_size(tmp_path):
         assert all(0.0 <= float(c) <= 100.0 for c in r.strip("|").split("|")[1:])
     assert (out / "sheet.png").stat().st_size > 0
     assert "tiny untrained stand-in models" in res.stdout
+
+
+# ----------------------------------------------------------------------------- paper recipes, run
+TINY_TRAIN = "--backbone resnet-tiny --epochs 1 --batch 2x2 --size 32x16"
+SYNTH_ARGS = "--ids 6 --outfits 2 --cams 2 --images-per 2 --size 64x32"
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    from reidtools.testing.idmvton import write_tiny_idmvton
+    from reidtools.testing.models import build_inpaint_pipeline
+    from reidtools.testing.tryoff import write_tiny_tryoff
+
+    root = tmp_path_factory.mktemp("recipe-models")
+    build_inpaint_pipeline(str(root / "inpaint"))
+    return {"inpaint": str(root / "inpaint"), "tryoff": write_tiny_tryoff(str(root / "tryoff")),
+            "tryon": write_tiny_idmvton(str(root / "idmvton"))}
+
+
+def _make(recipe, out, *variables, target="all"):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    res = subprocess.run(["make", "-f", str(ROOT / "recipes" / f"{recipe}.mk"), target, f"OUT={out}",
+                          f"REID={BIN / 'reid'}", *variables], capture_output=True, text=True, env=env,
+                         cwd=out.parent, timeout=1500)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    return res
+
+
+def _inputs(run_dir):
+    import yaml
+
+    cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+    return cfg, [os.path.basename(os.path.dirname(p)) for p in cfg["inputs"]["train"]], \
+        [os.path.basename(os.path.dirname(p)) for p in cfg["inputs"]["generated"]]
+
+
+def _hsgl_vars(tiny_models, method):
+    t = tiny_models["tryoff"]
+    return ["SYNTH=1", f"SYNTH_ARGS={SYNTH_ARGS}", "MASK_ARGS=--engine labels", "POSE=none", "FRONTAL=",
+            f"METHOD={method}", "TOP_N=2", "PER_ID=1", "GARMENTS=2", "DESCRIBE=--engine template",
+            f"INPAINT={tiny_models['inpaint']}", "INPAINT_ARGS=-k 1 --steps 1 --size 32x16 --dtype fp32",
+            f"TRYOFF={t['model']}", f"TRYOFF_ARGS=--vae {t['vae']} --weights {t['weights']} --steps 1 --size 64x32 "
+            "--dtype fp32", f"TRYON={tiny_models['tryon']}", "TRYON_ARGS=--steps 1 --size 64x32 --dtype fp32",
+            f"TRAIN_ARGS={TINY_TRAIN}", "EVAL_ARGS=--batch-size 8"]
+
+
+@pytest.mark.slow
+def test_hsgl_recipe_cal_trains_on_real_and_tryon_only(tmp_path, tiny_models):
+    """HSGL Alg. 1 line 21 samples D ∪ G_fine; §4: CAL "could not be pretrained with these unlabeled
+    samples", so METHOD=cal+hsal makes no coarse samples and no pretraining run."""
+    from reidtools.shards import iter_samples
+    from reidtools.shards.sample import meta
+
+    out = tmp_path / "hsgl"
+    _make("hsgl", out, *_hsgl_vars(tiny_models, "cal+hsal"))
+    cfg, train, gen = _inputs(out / "runs" / "hsgl")
+    assert set(train) == {"real"} and set(gen) == {"tryon"}
+    assert not (out / "coarse").exists() and not (out / "runs" / "pretrain").exists()
+    assert cfg["options"]["method"] == "cal+hsal"
+    # G_fine's people are each identity's best image of D_highq by the quality ranking (line 12)
+    highq = {s["__key__"]: meta(s) for s in iter_samples([str(p) for p in sorted((out / "highq").glob("train-*.tar"))])}
+    tryon = [meta(s) for s in iter_samples([str(p) for p in sorted((out / "tryon").glob("*.tar"))])]
+    best = {}
+    for key, m in highq.items():
+        q = m["quality"]
+        rank = (q["resolution"], q["sharpness"])
+        if m["pid"] not in best or rank > best[m["pid"]][0]:
+            best[m["pid"]] = (rank, key)
+    assert {m["source"] for m in tryon} == {k for _, k in best.values()}
+    for m in tryon:   # multimodal try-on: the catalogue garment's description is in the prompt (line 13)
+        h = m["history"][-1]
+        assert h["tool"] == "tryon" and h["prompt"].startswith("model is wearing ") and "casual garment" not in h["prompt"]
+        assert h["parameters"]["region"] == "upper"
+    assert json.loads((out / "results" / "hsgl.json").read_text())
+
+
+@pytest.mark.slow
+def test_hsgl_recipe_clothes_agnostic_model_pretrains_on_coarse_then_fine_tunes(tmp_path, tiny_models):
+    """Alg. 1 lines 17-21: a base model agnostic to clothing labels is pretrained on G_coarse alone,
+    then trained on D ∪ G_fine from the pretrained backbone (`reid train --init`)."""
+    from reidtools.shards import iter_samples
+    from reidtools.shards.sample import meta
+
+    out = tmp_path / "hsgl"
+    _make("hsgl", out, *_hsgl_vars(tiny_models, "hsal"))
+    pre, pre_train, pre_gen = _inputs(out / "runs" / "pretrain")
+    assert set(pre_train) == {"coarse"} and not pre_gen and pre["options"]["method"] == "baseline"
+    cfg, train, gen = _inputs(out / "runs" / "hsgl")
+    assert set(train) == {"real"} and set(gen) == {"tryon"}
+    assert str(cfg["options"]["init"]).rstrip("/").endswith("runs/pretrain")
+    for m in (meta(s) for s in iter_samples([str(p) for p in sorted((out / "coarse").glob("*.tar"))])):
+        h = m["history"][-1]   # CHPSG's one fixed prompt (Alg. 1 line 6)
+        assert h["tool"] == "inpaint" and h["prompt"] == "generate a new cloth for the person"
