@@ -4,7 +4,6 @@ codes carry the style of each camera; then sampling new images of any identity u
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from dataclasses import asdict, dataclass
@@ -12,6 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from reidtools.errors import ReidError
+from reidtools.shards.images import decode
 from reidtools.generate.inversion.checkpoint import MANIFEST, read_manifest, save_checkpoint
 from reidtools.generate.inversion.data import PAPER_TEMPLATE, camera_codes, caption, id_token, read_train_set
 from reidtools.generate.inversion.model import LoraPartition, PlaceholderRows, add_id_tokens, load_base
@@ -63,7 +63,7 @@ def _pixels(data: bytes, size, flip: bool):
     import torch
     from PIL import Image
 
-    img = Image.open(io.BytesIO(data)).convert("RGB")
+    img = decode(data, "RGB")   # the shared decoder: 16-bit and alpha images scaled, not clipped
     h, w = size
     if img.size != (w, h):
         img = img.resize((w, h), Image.BICUBIC)

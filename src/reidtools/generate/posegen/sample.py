@@ -19,12 +19,12 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from dataclasses import dataclass, field
 
 from reidtools.errors import ReidError, SampleError
+from reidtools.shards.images import decode
 from reidtools.generate.posegen.checkpoint import DENOISING, REFERENCE, load_parts, load_unet_folder
 from reidtools.generate.posegen.conditions import condition_fields, condition_tensors, image_bytes, pixels
 from reidtools.generate.posegen.net import build_net, load_base
@@ -233,7 +233,7 @@ class PoseGenerator:
         from PIL import Image
 
         dev, dt = self.device, self.dtype
-        refs = [Image.open(io.BytesIO(j.ref.image)).convert("RGB") for j in jobs]
+        refs = [decode(j.ref.image, "RGB") for j in jobs]
         conds: dict = {c: [] for c in self.conditions}
         for j in jobs:
             for name, t in condition_tensors(j.target.pose, j.target.extras, self.conditions, size, self.threshold,

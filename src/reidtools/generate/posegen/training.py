@@ -27,7 +27,6 @@ trained), `pose_guiders.safetensors`, `image_proj.safetensors` (when a projectio
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 from collections import defaultdict
@@ -36,6 +35,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from reidtools.errors import ReidError
+from reidtools.shards.images import decode
 from reidtools.seeding import derive_seed, rng
 
 log = logging.getLogger("reidtools")
@@ -99,7 +99,6 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
     import torch
     import torch.nn.functional as F
     from accelerate import Accelerator, DistributedDataParallelKwargs
-    from PIL import Image
     from tqdm import tqdm
 
     from reidtools.generate.posegen.checkpoint import (DENOISING, MANIFEST, REFERENCE, load_parts, load_unet_folder,
@@ -187,8 +186,8 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
         for slot, k in mine:
             i = ps.targets[k]
             j = pick_reference(ps, i, step, slot, opts.seed)
-            tgt_px.append(pixels(Image.open(io.BytesIO(ps.images[i])), opts.size))
-            ref_img = Image.open(io.BytesIO(ps.images[j])).convert("RGB")
+            tgt_px.append(pixels(decode(ps.images[i], "RGB"), opts.size))
+            ref_img = decode(ps.images[j], "RGB")
             ref_imgs.append(ref_img)
             ref_px.append(pixels(ref_img, opts.size))
             for name, t in condition_tensors(ps.poses[i], ps.extras[i], opts.conditions, opts.size,

@@ -7,7 +7,6 @@ the same garment (hard negatives) and one identity wears several (hard positives
 
 from __future__ import annotations
 
-import io
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -53,16 +52,9 @@ class TryOnRun:
 
 
 def _rgb(sample: dict, name: str):
-    from PIL import Image
+    from reidtools.shards.sample import rgb_field
 
-    from reidtools.shards.sample import where
-
-    value = sample[name]
-    try:
-        img = value if isinstance(value, Image.Image) else Image.open(io.BytesIO(value))
-        return img.convert("RGB")
-    except OSError as exc:
-        raise SampleError(*where(sample), f"{name} is not a readable image ({exc})") from None
+    return rgb_field(sample, name)
 
 
 def read_catalogue(inputs) -> dict:
