@@ -20,9 +20,12 @@ _OPTION_FLAGS = {"ids": "--ids", "outfits": "--outfits", "cams": "--cams", "imag
 @click.option("--size", default="128x64", metavar="HxW", help="Image size.")
 @click.option("--modalities", default="rgb", metavar="rgb|ir|rgb,ir",
               help="rgb, ir, or rgb,ir (cameras alternate rgb, ir, rgb, ...).")
+@click.option("--dataset", default="synth", metavar="NAME",
+              help="The json `dataset` field and key prefix ([A-Za-z0-9_]+); two sets with different names "
+                   "keep their identities and keys apart when read together (e.g. as two source datasets).")
 @click.option("--maxcount", type=click.IntRange(min=1), default=1000, help="Samples per output shard.")
 @seed_option
-def cli(output, ids, outfits, cams, images_per, size, modalities, maxcount, seed):
+def cli(output, ids, outfits, cams, images_per, size, modalities, dataset, maxcount, seed):
     """Render the built-in synthetic clothes-changing ReID dataset.
 
     Procedurally drawn people whose identity lives in body shape, skin and hair colour, hair style
@@ -32,6 +35,7 @@ def cli(output, ids, outfits, cams, images_per, size, modalities, maxcount, seed
     description (`garments`). Writes DIR/{train,query,gallery}-NNNNNN.tar, or one tar on stdout
     with `-o -`. Deterministic for a seed; a re-run after a kill completes the missing shards.
     """
+    import re
     import sys
 
     from reidtools.data.synth import SynthOptionError, check_options, write_dataset
@@ -42,6 +46,9 @@ def cli(output, ids, outfits, cams, images_per, size, modalities, maxcount, seed
         check_options(ids, outfits, cams, images_per, hw, mods)
     except SynthOptionError as exc:
         raise click.BadParameter(str(exc), param_hint=_OPTION_FLAGS[exc.option]) from None
+    if not re.fullmatch(r"[A-Za-z0-9_]+", dataset):
+        raise click.BadParameter(f"{dataset!r}: letters, digits and _ only (it starts every key)",
+                                 param_hint="--dataset")
     bars: list = []
 
     def progress(k: int) -> None:
@@ -55,7 +62,7 @@ def cli(output, ids, outfits, cams, images_per, size, modalities, maxcount, seed
 
     try:
         summary = write_dataset(output, maxcount, ids=ids, outfits=outfits, cams=cams, images_per=images_per,
-                                size=hw, modalities=mods, seed=seed,
+                                size=hw, modalities=mods, seed=seed, dataset=dataset,
                                 progress=progress if progress_enabled() else None)
     finally:
         for bar in bars:

@@ -276,3 +276,20 @@ def test_rerun_with_other_options_into_the_same_folder_is_refused(tmp_path):
         write_dataset(str(tmp_path), seed=2, **SMALL)
     r = subprocess.run([REID, "synth", "-o", str(tmp_path), "--seed", "3"], capture_output=True, text=True)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "other options" in r.stderr
+
+
+def test_dataset_name_sets_the_field_and_the_key_prefix(tmp_path):
+    """Two synthetic sets read together (DiVE's visible + VI sets, DCAC's sources) need distinct
+    keys and identities: --dataset names both; the default output is unchanged."""
+    small = dict(ids=2, outfits=1, cams=2, images_per=2, size=(32, 16))
+    default = list(iter_synth(**small))
+    named = list(iter_synth(**small, dataset="synth_vis"))
+    assert [s["__key__"] for s in default][:3] == ["synth_p0001_o0_c1_i0", "synth_p0001_o0_c1_i1",
+                                                   "synth_p0001_o0_c2_i0"]
+    assert [s["__key__"] for s in named] == ["synth_vis" + s["__key__"][5:] for s in default]
+    assert {meta(s)["dataset"] for s in default} == {"synth"} and {meta(s)["dataset"] for s in named} == {"synth_vis"}
+    write_dataset(str(tmp_path / "a"), **small, dataset="synth_vis")
+    with pytest.raises(Exception, match="dataset"):   # resume refuses another name in the same folder
+        write_dataset(str(tmp_path / "a"), **small, dataset="other")
+    r = subprocess.run([REID, "synth", "-o", str(tmp_path / "b"), "--dataset", "a b"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--dataset" in r.stderr

@@ -182,6 +182,7 @@ class Item:
     cam: int
     index: int
     modality: str
+    dataset: str = DATASET
 
 
 def check_options(ids: int, outfits: int, cams: int, images_per: int, size, modalities) -> None:
@@ -208,8 +209,9 @@ def camera_modality(cam: int, modalities) -> str:
     return mods[(cam - 1) % len(mods)]
 
 
-def plan(*, ids=40, outfits=3, cams=4, images_per=2, modalities=("rgb",)) -> Iterator[Item]:
-    """Every sample to render, in output order. pid and camid start at 1, outfits and images at 0."""
+def plan(*, ids=40, outfits=3, cams=4, images_per=2, modalities=("rgb",), dataset=DATASET) -> Iterator[Item]:
+    """Every sample to render, in output order. pid and camid start at 1, outfits and images at 0.
+    Keys start with the dataset name, so two sets with different names can be read together."""
     n_train = ids // 2
     for p in range(ids):
         pid = p + 1
@@ -217,8 +219,8 @@ def plan(*, ids=40, outfits=3, cams=4, images_per=2, modalities=("rgb",)) -> Ite
             for cam in range(1, cams + 1):
                 for i in range(images_per):
                     split = "train" if p < n_train else ("query" if i == 0 else "gallery")
-                    yield Item(f"synth_p{pid:04d}_o{o}_c{cam}_i{i}", split, pid, o, cam, i,
-                               camera_modality(cam, modalities))
+                    yield Item(f"{dataset}_p{pid:04d}_o{o}_c{cam}_i{i}", split, pid, o, cam, i,
+                               camera_modality(cam, modalities), dataset)
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -384,7 +386,7 @@ def render(seed: int, item: Item, size=(128, 64)) -> dict:
     pose = {"format": "mediapipe33",
             "points": [[round((x + 0.5) / W, 5), round((y + 0.5) / H, 5), round(c, 3)] for x, y, c in points]}
     garments = {k: v for k, v in outfit.items() if k != "ir_fabric"}
-    meta = {"dataset": DATASET, "split": item.split, "pid": item.pid, "camid": item.cam,
+    meta = {"dataset": item.dataset, "split": item.split, "pid": item.pid, "camid": item.cam,
             "clothes": f"{item.pid:04d}_{item.outfit}", "modality": item.modality, "view": view,
             "parse_labels": "lip", "pose": pose, "garments": garments}
     return {"__key__": item.key, "jpg": Image.fromarray(img, "RGB"), "parse.png": parse, "json": meta}
@@ -507,16 +509,18 @@ def _keypoints(view, facing, joints, head, foot_y, u, r, side, near):
 
 
 # ----------------------------------------------------------------------------- public API
-def iter_synth(*, ids=40, outfits=3, cams=4, images_per=2, size=(128, 64), modalities=("rgb",), seed=0):
+def iter_synth(*, ids=40, outfits=3, cams=4, images_per=2, size=(128, 64), modalities=("rgb",), seed=0,
+               dataset=DATASET):
     """Yield every sample of the dataset, in order (contract dicts; images as PIL)."""
     modalities = tuple(modalities)
     check_options(ids, outfits, cams, images_per, tuple(size), modalities)
-    for item in plan(ids=ids, outfits=outfits, cams=cams, images_per=images_per, modalities=modalities):
+    for item in plan(ids=ids, outfits=outfits, cams=cams, images_per=images_per, modalities=modalities,
+                     dataset=dataset):
         yield render(seed, item, tuple(size))
 
 
 def write_dataset(output: str, maxcount: int = 1000, *, ids=40, outfits=3, cams=4, images_per=2,
-                  size=(128, 64), modalities=("rgb",), seed=0, progress=None) -> dict:
+                  size=(128, 64), modalities=("rgb",), seed=0, progress=None, dataset=DATASET) -> dict:
     """Write `output/{split}-NNNNNN.tar` (or one tar to stdout for `-`); resumes a killed run.
 
     `progress`, if given, is called with 1 after each planned sample (written or skipped).
@@ -530,10 +534,11 @@ def write_dataset(output: str, maxcount: int = 1000, *, ids=40, outfits=3, cams=
     if output != "-":
         _check_manifest(output, {"seed": int(seed), "ids": ids, "outfits": outfits, "cams": cams,
                                  "images_per": images_per, "size": list(size), "modalities": list(modalities),
-                                 "maxcount": maxcount})
+                                 "maxcount": maxcount, "dataset": dataset})
     splits: dict[str, dict] = {}
     with SplitWriter(output, maxcount=maxcount, resume=True) as writer:
-        for item in plan(ids=ids, outfits=outfits, cams=cams, images_per=images_per, modalities=modalities):
+        for item in plan(ids=ids, outfits=outfits, cams=cams, images_per=images_per, modalities=modalities,
+                         dataset=dataset):
             writer.write(item.split, lambda item=item: render(seed, item, size))
             s = splits.setdefault(item.split, {"images": 0, "ids": set(), "cameras": set(),
                                                "clothes": set(), "modalities": set()})
@@ -581,5 +586,5 @@ def _check_manifest(output: str, options: dict) -> None:
                         "or one from another version); use another output directory or delete it")
     os.makedirs(output, exist_ok=True)
     with open(path + ".tmp", "w", encoding="utf-8") as fh:
-        json.dump({"dataset": DATASET, **options}, fh, sort_keys=True)
+        json.dump(options, fh, sort_keys=True)
     os.replace(path + ".tmp", path)
