@@ -137,6 +137,7 @@ def test_sample_writes_valid_ir_shards(ckpt, tmp_path):
     for s in samples:
         m = s["json"]
         assert str(m["pid"]) in ids and m["camid"] == 2 and m["modality"] == "ir" and m["split"] == "train"
+        assert m["clothes"] == str(m["pid"])   # `reid train` reads it; no clothes ids in DiVE's data
         assert "source" not in m
         h = m["history"][-1]
         assert h["tool"] == "invert" and h["parameters"]["steps"] == 2 and h["parameters"]["scheduler"] == "dpm++"

@@ -89,7 +89,9 @@ def generate(pipe, manifest: dict, batch: list[Job], *, seed: int, steps: int, g
     out = []
     for j, img, prompt, s in zip(batch, images, prompts, seeds):
         cam, ident = manifest["cameras"][j.camera], manifest["ids"][j.identity]
-        meta = {"split": "train", "pid": ident["pid"], "modality": cam["modality"],
+        # clothes: one id per identity, as `reid pack` labels datasets without clothes ids (Market,
+        # SYSU); `reid train` needs one for every sample
+        meta = {"split": "train", "pid": ident["pid"], "clothes": str(ident["pid"]), "modality": cam["modality"],
                 "history": [{"tool": "invert", "model": manifest["base"], "seed": s, "prompt": prompt,
                              "parameters": {"checkpoint": os.path.abspath(ckpt_dir), "camera": j.camera,
                                             "index": j.index, "steps": steps, "scheduler": scheduler,
