@@ -175,8 +175,7 @@ def fit_cmd(inputs, output, conditions, guider_channels, size, keypoints, resume
 @click.option("--device", default=None, help="Device [default: best available].")
 @task_options
 @seed_option
-def sample_cmd(ckpt_dir, inputs, output, poses, targets, per_id, steps, scheduler, guidance, size, tau_ref, tau_tar, keypoints,
-               base, image_encoder, batch_size, dtype, device, shard_index, num_shards, seed):
+def sample_cmd(size, keypoints, shard_index, num_shards, **options):
     """Render every identity in poses from a pose bank.
 
     For each pid of PERSON_SHARDS, --per-id images: each draws a reference image of the pid passing
@@ -190,32 +189,21 @@ def sample_cmd(ckpt_dir, inputs, output, poses, targets, per_id, steps, schedule
     (and view/quality) is dropped from the metadata: run `reid pose` on the output.
     """
     from reidtools.commands._options import parse_size
-    from reidtools.generate.posegen.checkpoint import read_manifest
-    from reidtools.generate.posegen.sample import sample_to
-    from reidtools.shards import expand_inputs
+    from reidtools.generate.posegen.sample import SampleRun, run_sample
 
-    manifest = read_manifest(ckpt_dir)
-    hw = parse_size(size, "--size", multiple=8) if size else tuple(manifest["options"]["size"])
-    pose_shards = None
-    if poses and list(poses) != ["dataset"]:
-        if "dataset" in poses:
-            raise click.BadParameter("`dataset` cannot be mixed with pose shards", param_hint="--poses")
-        pose_shards = expand_inputs(list(poses))
-    target_shards = None
-    if targets:
+    if options["targets"]:
         ctx = click.get_current_context()
         for name, hint in (("poses", "--poses"), ("per_id", "--per-id")):
             if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
                 raise click.BadParameter("--targets sets each identity's target poses and their number",
                                          param_hint=hint)
-        target_shards = expand_inputs(list(targets))
+    if "dataset" in options["poses"] and list(options["poses"]) != ["dataset"]:
+        raise click.BadParameter("`dataset` cannot be mixed with pose shards", param_hint="--poses")
     index, count = resolve_task(shard_index, num_shards)
     _quiet_loaders()
-    sample_to(ckpt_dir, expand_inputs(list(inputs)), output, manifest, poses=pose_shards, targets=target_shards,
-              per_id=per_id, steps=steps,
-              scheduler=scheduler, guidance=guidance, size=hw, batch_size=batch_size, dtype=dtype, device=device,
-              seed=seed, tau_ref=tau_ref, tau_tar=tau_tar, keypoints=_keypoints(keypoints), base=base,
-              image_encoder=image_encoder, task=(index, count), progress=progress_enabled())
+    hw = parse_size(size, "--size", multiple=8) if size else None
+    run_sample(SampleRun(size=hw, keypoints=_keypoints(keypoints), shard_index=index, num_shards=count, **options),
+               progress=progress_enabled())
 
 
 def _elevation(value: str) -> tuple[float, float]:

@@ -288,6 +288,50 @@ def make_sample(job: Job, img, *, model: str, params: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- writing
+@dataclass
+class SampleRun:
+    """`reid posegen sample`'s options (Pose-dIVE seed 004; AnimateAnyone's sampler where it is silent)."""
+    ckpt_dir: str
+    inputs: tuple                        # person shards (references)
+    output: str
+    poses: tuple = ()                    # pose-bank shards; () or ("dataset",) = the person shards' own
+    targets: tuple = ()                  # `reid posegen poses` output: one image per target instead
+    per_id: int = 15                     # Fig. 2: ~15 per identity
+    steps: int = 25
+    scheduler: str = "ddim"
+    guidance: float = 3.5
+    size: tuple[int, int] | None = None  # None = the training size
+    tau_ref: float = 0.6                 # eq. 3
+    tau_tar: float = 0.6                 # eq. 4
+    keypoints: list | None = None
+    base: str | None = None
+    image_encoder: str | None = None
+    batch_size: int = 8
+    dtype: str = "fp16"
+    device: str | None = None
+    shard_index: int = 0
+    num_shards: int = 1
+    seed: int = 0
+
+
+def run_sample(run: SampleRun, *, progress: bool = True) -> int:
+    from reidtools.generate.posegen.checkpoint import read_manifest
+    from reidtools.shards import expand_inputs
+
+    manifest = read_manifest(run.ckpt_dir)
+    size = tuple(run.size) if run.size else tuple(manifest["options"]["size"])
+    poses = list(run.poses)
+    if poses and poses != ["dataset"] and "dataset" in poses:
+        raise ReidError("--poses: `dataset` cannot be mixed with pose shards")
+    pose_shards = expand_inputs(poses) if poses and poses != ["dataset"] else None
+    target_shards = expand_inputs(list(run.targets)) if run.targets else None
+    return sample_to(run.ckpt_dir, expand_inputs(list(run.inputs)), run.output, manifest, poses=pose_shards,
+                     targets=target_shards, per_id=run.per_id, steps=run.steps, scheduler=run.scheduler,
+                     guidance=run.guidance, size=size, batch_size=run.batch_size, dtype=run.dtype, device=run.device,
+                     seed=run.seed, tau_ref=run.tau_ref, tau_tar=run.tau_tar, keypoints=run.keypoints, base=run.base,
+                     image_encoder=run.image_encoder, task=(run.shard_index, run.num_shards), progress=progress)
+
+
 def sample_to(ckpt_dir: str, shards: list[str], output: str, manifest: dict, *, poses: list[str] | None,
               targets: list[str] | None = None,
               per_id: int, steps: int, scheduler: str, guidance: float, size, batch_size: int, dtype: str,
