@@ -310,3 +310,21 @@ def test_lora_partition_gives_each_code_its_own_block_of_the_rank():
     assert net(x).tolist() == [[8., 4.], [8., 4.]]                  # no mask: the whole (shared) LoRA
     with pytest.raises(ReidError, match="--rank 1 cannot give each of 2"):
         LoraPartition(net, ["a", "b"], rank=1)
+
+
+def test_validation_images_every_n_steps(tiny_sd, synth_ir_dir, tmp_path):
+    """diffusers' training scripts' --validation_* convention: every N steps, images of the first
+    identities under every camera code, from fixed seeds, under OUT/validation/step-N/."""
+    from PIL import Image
+
+    out = tmp_path / "v"
+    args = ["invert", "fit", str(synth_ir_dir / "train-000000.tar"), "-o", str(out), "--base", tiny_sd, *FIT,
+            "--validation-every", "2", "--validation-images", "1", "--validation-steps", "1"]
+    args[args.index("--steps") + 1] = "2"
+    assert run(args) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    first = next(iter(man["ids"].values()))["token"].strip("<>")
+    got = sorted(p.name for p in (out / "validation" / "step-2").iterdir())
+    assert got == sorted(f"{first}-{cam}.png" for cam in man["cameras"])
+    assert not (out / "validation" / "step-1").exists()
+    assert Image.open(out / "validation" / "step-2" / got[0]).size == (32, 64)

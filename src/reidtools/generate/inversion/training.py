@@ -42,6 +42,9 @@ class FitOptions:
     weight_decay: float = 1e-2           # diffusers' training scripts' AdamW default
     save_every: int = 1000
     keep_checkpoints: int = 1            # newest checkpoint-N/ folders kept for --resume
+    validation_every: int = 0            # diffusers' --validation_steps: 0 = none
+    validation_images: int = 2           # identities rendered under each camera code at validation
+    validation_steps: int = 25           # denoising steps of a validation image (DiVE's sampling)
     seed: int = 0
 
     def check(self) -> None:
@@ -193,6 +196,12 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
         bar.update(1)
         bar.set_postfix(loss=f"{loss_val:.4f}")
         done = step + 1
+        if done % 10 == 0 or done == opts.steps:
+            log.info("step %d/%d: loss %.4f", done, opts.steps, loss_val)
+        if acc.is_main_process and opts.validation_every and done % opts.validation_every == 0:
+            validate(ckpt_dir, done, opts, tokenizer, text_encoder, vae, acc.unwrap_model(unet), rows, token_emb,
+                     partition, [tokens[k] for k in id_keys[:opts.validation_images]], codes)
+            unet.train()
         if acc.is_main_process and (done % opts.save_every == 0 or done == opts.steps):
             save_checkpoint(ckpt_dir, manifest, done, loss_val, acc.unwrap_model(unet), rows, token_list, optimizer,
                             keep=opts.keep_checkpoints, final=done == opts.steps)
@@ -205,6 +214,41 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
     if partition is not None:
         partition.remove()
     return read_manifest(ckpt_dir)
+
+
+def validate(ckpt_dir, step, opts, tokenizer, text_encoder, vae, unet, rows, token_emb, partition, tokens, codes):
+    """Validation images, as diffusers' training scripts write them: the first identities under every
+    camera code, rendered with the current tokens and LoRA, to ckpt_dir/validation/step-N/.
+
+    Sampling uses DPM-Solver++ (DiVE §4.1) from the same fixed seeds at every step, so images of
+    successive validations are comparable."""
+    import torch
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+
+    from reidtools.hub import resolve_model
+
+    folder = os.path.join(ckpt_dir, "validation", f"step-{step}")
+    os.makedirs(folder, exist_ok=True)
+    rows.write_into(token_emb)         # the hook substitutes the rows anyway; the matrix is only read
+    sched = DPMSolverMultistepScheduler.from_pretrained(resolve_model(opts.base, subfolder="unet"),
+                                                        subfolder="scheduler", algorithm_type="dpmsolver++")
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=sched,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    unet.eval()
+    h, w = opts.size
+    half = text_encoder.dtype != torch.float32    # mixed precision: fp16 frozen weights, fp32 LoRA
+    for cam, code in sorted(codes.items()):
+        if partition is not None:
+            partition.select([cam])
+        for n, tok in enumerate(tokens):
+            prompt = opts.template.format(camera=code, id=tok)
+            with torch.no_grad(), torch.autocast(unet.device.type, dtype=text_encoder.dtype, enabled=half):
+                img = pipe(prompt, height=h, width=w, num_inference_steps=opts.validation_steps,
+                           generator=torch.Generator("cpu").manual_seed(derive_seed(opts.seed, "validation", n, cam)),
+                           output_type="pil").images[0]
+            img.save(os.path.join(folder, f"{tok.strip('<>')}-{cam}.png"))
+    log.info("step %d: validation images in %s", step, folder)
 
 
 def _check_resume(old: dict, opts: FitOptions, tokens: dict, codes: dict) -> None:
