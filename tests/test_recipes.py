@@ -41,18 +41,22 @@ def test_demo_runs_end_to_end_at_a_tiny_size(tmp_path):
     res = subprocess.run(
         ["make", "-f", str(ROOT / "recipes" / "demo.mk"), f"OUT={out}", f"REID={BIN / 'reid'}",
          f"PYTHON={sys.executable}", "IDS=8", "OUTFITS=2", "CAMS=2", "K=1", "STEPS=2", "EPOCHS=1",
-         "BATCH=4x2", "BACKBONE=resnet-tiny", "SIZE=32x16"],
+         "BATCH=4x2", "BACKBONE=resnet-tiny", "SIZE=32x16", "GEN_SIZE=32x16", "FT_STEPS=2", "VAE_STEPS=1",
+         "FT_BATCH=4", "SEEDS=0"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     table = (out / "results.md").read_text().splitlines()
-    assert table[0].startswith("| run | CC rank-1 | CC mAP | SC rank-1 | SC mAP |")
+    assert table[0].startswith("| run (mean ± std over 1 seed) | CC rank-1 | CC mAP | SC rank-1 | SC mAP |")
     rows = [ln for ln in table[2:] if ln.startswith("|")]
     assert [r.split("|")[1].strip() for r in rows] == [
         "baseline (real only)", "+ generated (DLCR progressive)", "+ generated, HSAL"]
-    for r in rows:  # four percentages per row
-        assert all(0.0 <= float(c) <= 100.0 for c in r.strip("|").split("|")[1:])
+    for r in rows:  # four mean ± std percentages per row
+        for cell in r.strip("|").split("|")[1:]:
+            mean, std = (float(v) for v in cell.split("±"))
+            assert 0.0 <= mean <= 100.0 and std >= 0.0
     assert (out / "sheet.png").stat().st_size > 0
-    assert "tiny untrained stand-in models" in res.stdout
+    assert (out / "models" / "inpaint" / "finetune.json").exists()
+    assert "Figures: " in res.stdout and "results.md" in res.stdout
 
 
 # ----------------------------------------------------------------------------- paper recipes, run
