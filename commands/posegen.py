@@ -110,6 +110,11 @@ _kp = click.option("--keypoints", default=None,
 @click.option("--save-every", type=click.IntRange(min=1), default=1000,
               help="Write -o/checkpoint-N/ (resumable) every N steps, and the final checkpoint into -o.")
 @click.option("--keep-checkpoints", type=click.IntRange(min=1), default=1, help="Newest checkpoint-N/ folders kept.")
+@click.option("--validation-every", type=click.IntRange(min=0), default=0,
+              help="Every N steps, render validation images into -o/validation/step-N/ (0 = never).")
+@click.option("--validation-images", type=click.IntRange(min=1), default=2,
+              help="Training targets re-rendered from another image of their pid at each validation.")
+@click.option("--validation-steps", type=click.IntRange(min=1), default=25, help="DDIM steps of a validation image.")
 @click.option("--resume", is_flag=True, help="Continue from the newest -o/checkpoint-N/.")
 @click.option("--device", default=None, help="cpu to force the CPU [default: accelerate's choice].")
 @seed_option

@@ -454,3 +454,16 @@ def test_pose_gen_default_eps_rejects_a_pose_mismatched_sample():
     assert PoseGen(eps=0.6)(behind).passed                                 # what the old default kept
     close = PoseGen()(generated([0.85] * 33))                              # O = 0.05: the pose agrees
     assert close.passed and close.scores["gen_offset"] == pytest.approx(0.05, abs=1e-5)
+
+
+def test_fit_writes_validation_images_every_n_steps(tiny_models, synth_dir, tmp_path):
+    """diffusers' --validation_* convention: every N steps, the first training targets re-rendered
+    from another image of their pid, each row reference | generated | real target."""
+    from PIL import Image
+
+    out = tmp_path / "v"
+    assert _fit(tiny_models, synth_dir / "train-000000.tar", out, "--steps", "2", "--validation-every", "2",
+                "--validation-images", "2", "--validation-steps", "1") == 0
+    rows = sorted((out / "validation" / "step-2").glob("*.png"))
+    assert len(rows) == 2 and not (out / "validation" / "step-1").exists()
+    assert Image.open(rows[0]).size == (3 * 32, 64)

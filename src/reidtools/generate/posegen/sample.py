@@ -221,6 +221,15 @@ class PoseGenerator:
         self.encoder.to(self.device, self.dtype if half else None)
         self.scheduler_config = noise.config
 
+    @classmethod
+    def from_parts(cls, net, vae, encoder, scheduler_config, conditions, threshold: float, device, dtype):
+        """A sampler around models already in memory (`posegen fit`'s validation images)."""
+        gen = cls.__new__(cls)
+        gen.net, gen.vae, gen.encoder, gen.scheduler_config = net, vae, encoder, scheduler_config
+        gen.conditions, gen.threshold, gen.device, gen.dtype = list(conditions), float(threshold), device, dtype
+        gen.manifest, gen.ckpt_dir = None, None
+        return gen
+
     def scheduler(self, name: str):
         from reidtools.generate.schedulers import make_scheduler
 

@@ -69,6 +69,9 @@ class FitOptions:
     mixed_precision: str = "auto"
     save_every: int = 1000
     keep_checkpoints: int = 1            # newest checkpoint-N/ folders kept for --resume
+    validation_every: int = 0            # diffusers' --validation_steps: 0 = none
+    validation_images: int = 2           # training targets re-rendered from another image of their pid
+    validation_steps: int = 25           # DDIM steps of a validation image
     seed: int = 0
 
     def check(self) -> None:
@@ -224,6 +227,11 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
         bar.update(1)
         bar.set_postfix(loss=f"{loss_val:.4f}")
         done = step + 1
+        if done % 10 == 0 or done == opts.steps:
+            log.info("step %d/%d: loss %.4f", done, opts.steps, loss_val)
+        if acc.is_main_process and opts.validation_every and done % opts.validation_every == 0:
+            validate(ckpt_dir, done, opts, ps, inner, vae, encoder, noise_sched.config, acc.device, weight_dtype)
+            net.train()
         if acc.is_main_process and (done % opts.save_every == 0 or done == opts.steps):
             save_checkpoint(ckpt_dir, inner, manifest, done, loss_val, optimizer, opts.train_reference,
                             keep=opts.keep_checkpoints, final=done == opts.steps)
@@ -235,3 +243,37 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
     if inner.injection is not None:
         inner.injection.remove()
     return read_manifest(ckpt_dir)
+
+
+def validate(ckpt_dir, step, opts, ps, net, vae, encoder, scheduler_config, device, weight_dtype) -> None:
+    """Validation images, as diffusers' training scripts write them: the first training targets
+    re-rendered from another image of their pid (as `posegen sample` would), from fixed seeds, into
+    ckpt_dir/validation/step-N/, each beside its reference and its real target image."""
+    import torch
+    from PIL import Image
+
+    from reidtools.generate.posegen.pairs import pick_reference
+    from reidtools.generate.posegen.sample import Job, PoseEntry, PoseGenerator, Reference
+    from reidtools.shards.images import decode
+
+    folder = os.path.join(ckpt_dir, "validation", f"step-{step}")
+    os.makedirs(folder, exist_ok=True)
+    gen = PoseGenerator.from_parts(net, vae, encoder, scheduler_config, opts.conditions, opts.skeleton_threshold,
+                                   device, torch.float32)
+    net.eval()
+    half = weight_dtype != torch.float32
+    h, w = opts.size
+    for n, i in enumerate(ps.targets[:opts.validation_images]):
+        j = pick_reference(ps, i, 0, n, opts.seed)
+        shard, key = ps.where[i]
+        job = Job(ps.pids[i], n, Reference(ps.where[j][1], ps.where[j][0], ps.images[j], {}),
+                  PoseEntry(key, shard, ps.poses[i], ps.extras[i]), derive_seed(opts.seed, "validation", n))
+        with torch.no_grad(), torch.autocast(device.type, dtype=weight_dtype, enabled=half):
+            (img,) = gen([job], steps=opts.validation_steps, guidance=3.5, size=(h, w), scheduler="ddim")
+        row = Image.new("RGB", (3 * w, h))
+        for k, part in enumerate((decode(ps.images[j], "RGB"), img, decode(ps.images[i], "RGB"))):
+            row.paste(part.resize((w, h)), (k * w, 0))
+        row.save(os.path.join(folder, f"{key}.png"))
+    net.control.clear()
+    log.info("step %d: validation images in %s (reference | generated | real target)", step, folder)
+
