@@ -49,9 +49,7 @@ from reidtools.commands._options import SD_INPAINT, command, inputs_argument, ou
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint-N/ in -o.")
 @click.option("--device", default=None, help="cpu to force the CPU [default: accelerate's choice].")
 @seed_option
-def cli(inputs, output, model, method, steps, batch_size, lr, rank, lora_targets, size, prompt_field, mask_field,
-        outside_weight, caption_dropout, prediction_type, train_text_encoder, vae_steps, vae_lr, flip,
-        mixed_precision, save_every, resume, device, seed):
+def cli(inputs, output, lora_targets, size, resume, device, **options) -> None:
     """Fine-tune an inpainting pipeline on masked images and their clothing prompts.
 
     Every input sample needs an image, a mask (`reid mask`) and a prompt (`reid caption`). The
@@ -76,21 +74,16 @@ def cli(inputs, output, model, method, steps, batch_size, lr, rank, lora_targets
 
     if output == "-":
         raise click.UsageError("-o names a folder (the pipeline or adapter); - is not possible")
-    if method == "lora" and vae_steps:
+    if options["method"] == "lora" and options["vae_steps"]:
         raise click.BadParameter("trains the VAE, which only --method full does", param_hint="--vae-steps")
     targets = tuple(t.strip() for t in lora_targets.split(",") if t.strip())
     if not targets:
         raise click.BadParameter("names no module", param_hint="--lora-targets")
     h, w = parse_size(size, "--size", multiple=8)
-    opts = FinetuneOptions(model=model, method=method, steps=steps, batch_size=batch_size, lr=lr, rank=rank,
-                           lora_targets=targets, size=(h, w), prompt_field=prompt_field, mask_field=mask_field,
-                           outside_weight=outside_weight, caption_dropout=caption_dropout,
-                           prediction_type=prediction_type, train_text_encoder=train_text_encoder,
-                           vae_steps=vae_steps, vae_lr=vae_lr, flip=flip, mixed_precision=mixed_precision,
-                           save_every=save_every, seed=seed)
+    opts = FinetuneOptions(lora_targets=targets, size=(h, w), **options)
     cfg = finetune(expand_inputs(list(inputs)), output, opts, resume=resume, progress=progress_enabled(),
                    device=device)
     import logging
 
-    logging.getLogger("reidtools").info("%s: %s fine-tuning done, %d steps, final loss %.4f", output, method,
+    logging.getLogger("reidtools").info("%s: %s fine-tuning done, %d steps, final loss %.4f", output, opts.method,
                                         cfg["steps"], cfg["final_loss"] if cfg["final_loss"] is not None else float("nan"))
