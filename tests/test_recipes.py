@@ -225,3 +225,46 @@ def test_dlcr_recipe_caption_engines_and_ccvid_tracklets(tmp_path):
         assert "--bank" in cap[1]
     assert all("--tracklets cal" in ln for ln in lines("eval", "eval", "FORMAT=ccvid"))
     assert not any("--tracklets" in ln for ln in lines("eval", "eval", "FORMAT=prcc"))
+
+
+@pytest.fixture(scope="module")
+def tiny_sd(tmp_path_factory):
+    from reidtools.testing.sd import build_txt2img_pipeline
+
+    folder = tmp_path_factory.mktemp("recipe-sd") / "sd"
+    build_txt2img_pipeline(str(folder))
+    return str(folder)
+
+
+@pytest.mark.slow
+def test_dive_recipe_samples_ir_identities_and_trains_on_sysu_vis_and_generated(tmp_path, tiny_sd):
+    """DiVE Implementation Details: prompts 'a [k] photo of [p] person' (§3, eq. 6), sampling with
+    DPM-Solver++ in 25 steps; the expanded run trains on SYSU + the visible set + generated IR."""
+    import json
+
+    out = tmp_path / "dive"
+    _make("dive", out, "SYNTH=1", f"SYNTH_ARGS={SYNTH_ARGS}", f"BASE={tiny_sd}", "RANK=4", "FIT_STEPS=2",
+          "MIN_IMGS=4", "PER_ID=1", "FIT_ARGS=--batch-size 2 --size 32x16", "SAMPLE_ARGS=--dtype fp32 --batch-size 4",
+          "PROTOCOL=llcm-i2v", f"TRAIN_ARGS={TINY_TRAIN}", "EVAL_ARGS=--batch-size 8 --trials 1")
+    assert {m["modality"] for m in _metas(out / "sysu", "train-*.tar").values()} == {"rgb", "ir"}
+    assert {m["modality"] for m in _metas(out / "vis", "train-*.tar").values()} == {"rgb"}
+    man = json.loads((out / "ckpt" / "manifest.json").read_text())
+    assert man["options"]["rank"] == 4 and man["options"]["code_length"] == 8   # 8-character codes (paper)
+    codes = {v["code"] for v in man["cameras"].values() if v["modality"] == "ir"}
+    gen = list(_metas(out / "generated").values())
+    assert gen
+    for m in gen:
+        h = m["history"][-1]
+        assert h["tool"] == "invert" and m["modality"] == "ir"
+        assert (h["parameters"]["steps"], h["parameters"]["scheduler"]) == (25, "dpm++")
+        code = h["prompt"].split(" ")[1]
+        # two datasets: a token names its dataset, letters and digits only (`<id_synthvis_3>`)
+        token = f"<id_{m['dataset'].replace('_', '')}_{m['pid']}>"
+        assert code in codes and h["prompt"] == f"a {code} photo of {token} person"
+    assert {m["dataset"] for m in gen} == {"synth_vis", "synth_sysu"}
+    cfg, train, generated = _inputs(out / "runs" / "dive")
+    assert set(train) == {"sysu", "vis"} and set(generated) == {"generated"}
+    assert cfg["options"]["mix"] == "concat"
+    _, base_train, base_gen = _inputs(out / "runs" / "base")
+    assert set(base_train) == {"sysu"} and not base_gen
+    assert json.loads((out / "results" / "dive.json").read_text())
