@@ -46,16 +46,25 @@ class InpaintSettings:
 
 def load_pipeline(model: str, *, device, dtype, scheduler: str = "default", channels_last: bool = True,
                   compile: bool = False):
-    """StableDiffusionInpaintPipeline from a hub id (local cache) or folder, on `device` in `dtype`."""
+    """StableDiffusionInpaintPipeline from a hub id (local cache) or folder, on `device` in `dtype`.
+
+    A `reid finetune` output folder (it holds finetune.json) loads too: a full save as it is, a LoRA
+    save as its base with the adapter fused in; either after checking its files' SHA-256."""
     from diffusers import StableDiffusionInpaintPipeline
 
     from reidtools.hub import resolve_model
 
+    from reidtools.generate.inpaint.training import load_finetuned, read_config
+
     quiet_loading()
     path = resolve_model(model)
     try:
-        pipe = StableDiffusionInpaintPipeline.from_pretrained(
-            path, dtype=dtype, safety_checker=None, requires_safety_checker=False)
+        tuned = read_config(path)      # a `reid finetune` output: a full pipeline or a base + LoRA adapter
+        if tuned is not None:
+            pipe = load_finetuned(path, tuned, dtype)
+        else:
+            pipe = StableDiffusionInpaintPipeline.from_pretrained(
+                path, dtype=dtype, safety_checker=None, requires_safety_checker=False)
     except (OSError, ValueError, KeyError) as exc:
         raise ReidError(f"--model {model!r}: not a Stable Diffusion inpainting pipeline ({exc})") from None
     if pipe.unet.config.in_channels not in (4, 9):
