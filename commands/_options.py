@@ -332,3 +332,28 @@ def empty_mask_option(fn: Callable) -> Callable:
     return click.option("--empty-mask", type=click.Choice(["skip", "error"]), default="skip",
                         help="A sample with no pixel to repaint: skip it (counted and logged with its first key) "
                              "or stop with an error naming it.")(fn)
+
+
+def fit_checkpoint_options(what: str) -> Callable:
+    """--mixed-precision, --save-every, --keep-checkpoints, --validation-*, --resume, --device for the
+    diffusion fits (invert fit, posegen fit); `what` says what a validation image shows."""
+    def decorate(fn: Callable) -> Callable:
+        for option in reversed([
+            click.option("--mixed-precision", type=click.Choice(["auto", "no", "fp16", "bf16"]), default="auto",
+                         help="accelerate mixed precision; auto = fp16 on CUDA, none on CPU."),
+            click.option("--save-every", type=click.IntRange(min=1), default=1000,
+                         help="Write -o/checkpoint-N/ (resumable) every N steps, and the final checkpoint into -o."),
+            click.option("--keep-checkpoints", type=click.IntRange(min=1), default=1,
+                         help="Newest checkpoint-N/ folders kept."),
+            click.option("--validation-every", type=click.IntRange(min=0), default=0,
+                         help="Every N steps, render validation images into -o/validation/step-N/ (0 = never)."),
+            click.option("--validation-images", type=click.IntRange(min=1), default=2, help=what),
+            click.option("--validation-steps", type=click.IntRange(min=1), default=25,
+                         help="Denoising steps of a validation image."),
+            click.option("--resume", is_flag=True, help="Continue from the newest -o/checkpoint-N/."),
+            click.option("--device", default=None, help="cpu to force the CPU [default: accelerate's choice]."),
+        ]):
+            fn = option(fn)
+        return fn
+
+    return decorate

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import click
 
-from reidtools.commands._options import (SD_BASE, command, device_option, dtype_option, inputs_argument, output_option,
-                                         progress_enabled, resolve_task, scheduler_option, seed_option, task_options)
+from reidtools.commands._options import (SD_BASE, command, device_option, dtype_option, fit_checkpoint_options,
+                                         inputs_argument, output_option, progress_enabled, resolve_task,
+                                         scheduler_option, seed_option, task_options)
 HELP = "Learn identity tokens and a LoRA (DiVE), then sample new images."
 
 
@@ -57,18 +58,7 @@ def cli() -> None:
                    "shared: one LoRA for every code (released code).")
 @click.option("--init-token", default="person", help="Word whose embedding initialises every identity token.")
 @click.option("--flip/--no-flip", default=True, help="Random horizontal flips (paper: on).")
-@click.option("--mixed-precision", type=click.Choice(["auto", "no", "fp16", "bf16"]), default="auto",
-              help="accelerate mixed precision; auto = fp16 on CUDA, none on CPU.")
-@click.option("--save-every", type=click.IntRange(min=1), default=1000,
-              help="Write -o/checkpoint-N/ (resumable) every N steps, and the final checkpoint into -o.")
-@click.option("--keep-checkpoints", type=click.IntRange(min=1), default=1, help="Newest checkpoint-N/ folders kept.")
-@click.option("--validation-every", type=click.IntRange(min=0), default=0,
-              help="Every N steps, render validation images into -o/validation/step-N/ (0 = never).")
-@click.option("--validation-images", type=click.IntRange(min=1), default=2,
-              help="Identities rendered under each camera code at each validation.")
-@click.option("--validation-steps", type=click.IntRange(min=1), default=25, help="Denoising steps of a validation image.")
-@click.option("--resume", is_flag=True, help="Continue from the newest -o/checkpoint-N/.")
-@click.option("--device", default=None, help="cpu to force the CPU [default: accelerate's choice].")
+@fit_checkpoint_options("Identities rendered under each camera code at each validation.")
 @seed_option
 def fit_cmd(inputs, output, size, lora_targets, resume, device, **options):
     """Train identity tokens and the camera-code LoRA on training shards.

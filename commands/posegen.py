@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from reidtools.commands._options import (command, inputs_argument, output_option, progress_enabled, resolve_task,
+from reidtools.commands._options import (command, fit_checkpoint_options, inputs_argument, output_option, progress_enabled, resolve_task,
                                          seed_option, task_options)
 
 HELP = "Re-render identities in new poses and viewpoints (Pose-dIVE)."
@@ -105,18 +105,7 @@ _kp = click.option("--keypoints", default=None,
                    "body renderer of `reid posegen poses` (instead of reading depth.png/normal.png).")
 @click.option("--uncond-prob", type=click.FloatRange(0, 1, max_open=True), default=0.1,
               help="Steps that drop the reference, for classifier-free guidance (AnimateAnyone's code: 0.1).")
-@click.option("--mixed-precision", type=click.Choice(["auto", "no", "fp16", "bf16"]), default="auto",
-              help="accelerate mixed precision; auto = fp16 on CUDA, none on CPU.")
-@click.option("--save-every", type=click.IntRange(min=1), default=1000,
-              help="Write -o/checkpoint-N/ (resumable) every N steps, and the final checkpoint into -o.")
-@click.option("--keep-checkpoints", type=click.IntRange(min=1), default=1, help="Newest checkpoint-N/ folders kept.")
-@click.option("--validation-every", type=click.IntRange(min=0), default=0,
-              help="Every N steps, render validation images into -o/validation/step-N/ (0 = never).")
-@click.option("--validation-images", type=click.IntRange(min=1), default=2,
-              help="Training targets re-rendered from another image of their pid at each validation.")
-@click.option("--validation-steps", type=click.IntRange(min=1), default=25, help="DDIM steps of a validation image.")
-@click.option("--resume", is_flag=True, help="Continue from the newest -o/checkpoint-N/.")
-@click.option("--device", default=None, help="cpu to force the CPU [default: accelerate's choice].")
+@fit_checkpoint_options("Training targets re-rendered from another image of their pid at each validation.")
 @seed_option
 def fit_cmd(inputs, output, conditions, guider_channels, size, keypoints, resume, device, **options):
     """Train pose guiders and the denoising U-Net on same-identity pairs.

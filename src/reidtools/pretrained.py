@@ -140,6 +140,19 @@ def latest_checkpoint(root: str, name: str = "config.json") -> str | None:
     return done[-1][1] if done else None
 
 
+def resume_point(root: str, resume: bool, name: str = "config.json") -> str | None:
+    """The checkpoint folder a fit continues from (None: a fresh start). A folder that already holds a
+    checkpoint needs `resume`; `resume` needs a complete checkpoint-N/."""
+    latest = latest_checkpoint(root, name)
+    if latest is None and not os.path.exists(os.path.join(root, name)):
+        return None
+    if not resume:
+        raise ReidError(f"{root} already holds a checkpoint; pass --resume to continue it or choose a new -o")
+    if latest is None:
+        raise ReidError(f"{root}: no complete checkpoint-N/ folder to resume from")
+    return latest
+
+
 def prune_checkpoints(root: str, keep: int, name: str = "config.json") -> None:
     """Delete all but the newest `keep` complete checkpoints (and any incomplete one older than them)."""
     done = checkpoints(root, name)

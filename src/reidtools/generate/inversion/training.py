@@ -87,17 +87,11 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
     from peft.utils import set_peft_model_state_dict
     from tqdm import tqdm
 
-    from reidtools.pretrained import latest_checkpoint, load_train_state
+    from reidtools.pretrained import load_train_state, resume_point
 
     opts.check()
-    latest = latest_checkpoint(ckpt_dir, MANIFEST)
-    old = None
-    if latest or os.path.exists(os.path.join(ckpt_dir, MANIFEST)):
-        if not resume:
-            raise ReidError(f"{ckpt_dir} already holds a checkpoint; pass --resume to continue it or choose a new -o")
-        if latest is None:
-            raise ReidError(f"{ckpt_dir}: no complete checkpoint-N/ folder to resume from")
-        old = read_manifest(latest)
+    latest = resume_point(ckpt_dir, resume, MANIFEST)
+    old = read_manifest(latest) if latest else None
     data = read_train_set(shards, opts)
     id_keys = sorted(data.id_info, key=lambda k: (str(data.id_info[k]["dataset"]), data.id_info[k]["pid"]))
     tokens = {k: id_token(data.id_info[k], data.multi) for k in id_keys}

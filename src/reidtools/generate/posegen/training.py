@@ -112,17 +112,12 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
 
     from reidtools.generate.training import batch_indices, mixed_precision, optimizer_state_from
 
-    from reidtools.pretrained import latest_checkpoint, load_train_state
+    from reidtools.pretrained import load_train_state, resume_point
 
     opts.check()
-    old = None
-    latest = latest_checkpoint(ckpt_dir, MANIFEST)
-    if latest or os.path.exists(os.path.join(ckpt_dir, MANIFEST)):
-        if not resume:
-            raise ReidError(f"{ckpt_dir} already holds a checkpoint; pass --resume to continue it or choose a new -o")
-        if latest is None:
-            raise ReidError(f"{ckpt_dir}: no complete checkpoint-N/ folder to resume from")
-        old = read_manifest(latest)
+    latest = resume_point(ckpt_dir, resume, MANIFEST)
+    old = read_manifest(latest) if latest else None
+    if old is not None:
         o = old["options"]
         for k in RESUME_KEYS:
             mine = getattr(opts, k)
