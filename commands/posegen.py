@@ -241,8 +241,8 @@ def _elevation(value: str) -> tuple[float, float]:
 @click.option("--device", default=None, help="Torch device for rendering [default: cpu].")
 @task_options
 @seed_option
-def poses_cmd(inputs, output, viewpoints, poses, per_id, conditions, size, elevation, body, smpl_model, shape_spread,
-              tau_tar, keypoints, skeleton_threshold, batch_size, device, shard_index, num_shards, seed):
+def poses_cmd(inputs, output, conditions, size, elevation, body, smpl_model, keypoints, device, shard_index,
+              num_shards, **options):
     """Sample target viewpoints and poses; render skeleton, depth and normal maps.
 
     For every identity of INPUTS (person shards with `pid` and `pose`), --per-id target samples,
@@ -270,15 +270,13 @@ def poses_cmd(inputs, output, viewpoints, poses, per_id, conditions, size, eleva
                                "implemented); use --body capsules, the built-in parametric body")
     if smpl_model is not None:
         raise click.BadParameter("only used with --body smpl", param_hint="--smpl-model")
-    for name, value in (("--viewpoints", viewpoints), ("--poses", poses)):
+    for name, value in (("--viewpoints", options["viewpoints"]), ("--poses", options["poses"])):
         if value not in ("uniform", "dataset") and not os.path.isfile(value):
             raise click.BadParameter(f"{value!r} is neither a mode nor a file", param_hint=name)
-    if poses == "uniform":
+    if options["poses"] == "uniform":
         raise click.BadParameter("give dataset or a FILE", param_hint="--poses")
-    opts = PosesOptions(viewpoints=viewpoints, poses=poses, per_id=per_id, conditions=conds,
-                        size=parse_size(size, "--size"), elevation=_elevation(elevation), shape_spread=shape_spread,
-                        tau_tar=tau_tar, keypoints=_keypoints(keypoints), skeleton_threshold=skeleton_threshold,
-                        batch_size=batch_size, seed=seed)
+    opts = PosesOptions(conditions=conds, size=parse_size(size, "--size"), elevation=_elevation(elevation),
+                        keypoints=_keypoints(keypoints), **options)
     index, count = resolve_task(shard_index, num_shards)
     n = targets_to(expand_inputs(list(inputs)), output, opts, device=device, task=(index, count),
                    progress=progress_enabled())
