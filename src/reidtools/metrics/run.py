@@ -13,8 +13,22 @@ from reidtools.errors import ReidError
 log = logging.getLogger("reidtools")
 
 
-@dataclass
-class EvalRun:
+@dataclass(kw_only=True)
+class RankingOptions:
+    """What `commands/_protocol.py`'s shared options set, for both eval and refine: k-reciprocal
+    re-ranking (Zhong et al. 2017 defaults) and the protocols' trial details."""
+    rerank: bool = False
+    k1: int = 20
+    k2: int = 6
+    lambda_: float = 0.3
+    rerank_max_gb: float | None = None
+    prcc_query: str = "cc"
+    prcc_gallery: str = "multi-shot"
+    num_trials: int = 10
+
+
+@dataclass(kw_only=True)
+class EvalRun(RankingOptions):
     inputs: tuple                        # query shards
     gallery: tuple
     protocol: str = "market"
@@ -30,14 +44,6 @@ class EvalRun:
     clip_len: int = 8
     ranks_out: str | None = None
     ranks_k: int = 10
-    rerank: bool = False
-    k1: int = 20
-    k2: int = 6
-    lambda_: float = 0.3
-    rerank_max_gb: float | None = None
-    prcc_query: str = "cc"
-    prcc_gallery: str = "multi-shot"
-    num_trials: int = 10
     seed: int = 0
 
 
@@ -128,8 +134,8 @@ def run_eval(run: EvalRun, *, progress: bool = True) -> dict:
     return result
 
 
-@dataclass
-class RefineRun:
+@dataclass(kw_only=True)
+class RefineRun(RankingOptions):
     inputs: tuple                        # query shards
     gallery: tuple
     variants: tuple                      # `reid inpaint` output on the queries, matched by `source`
@@ -140,14 +146,6 @@ class RefineRun:
     top: int = 5                         # idem
     variant_rule: str = "released"
     json_out: str | None = None
-    rerank: bool = False
-    k1: int = 20
-    k2: int = 6
-    lambda_: float = 0.3
-    rerank_max_gb: float | None = None
-    prcc_query: str = "cc"
-    prcc_gallery: str = "multi-shot"
-    num_trials: int = 10
     batch_size: int = 128
     device: str | None = None
     seed: int = 0
