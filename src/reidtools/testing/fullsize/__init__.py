@@ -14,7 +14,8 @@ import json
 import os
 from importlib import resources
 
-NAMES = ("sd15", "sd15-inpainting", "sd2-inpainting", "resnet50", "clip-vit-base-patch16", "llama-2-7b-chat", "llava-1.5-7b")
+NAMES = ("sd15", "sd15-inpainting", "sd2-inpainting", "resnet50", "clip-vit-base-patch16", "llama-2-7b-chat", "llava-1.5-7b",
+         "idm-vton")
 
 
 def load_config(name: str) -> dict:
@@ -51,7 +52,11 @@ def build(name: str, folder: str, *, seed: int = 0) -> str:
     cfg = load_config(name)
     torch.manual_seed(seed)
     os.makedirs(folder, exist_ok=True)
-    if cfg.get("pipeline"):
+    if cfg.get("layout") == "idm-vton":   # component by component: ~28 GB in fp32 does not fit in RAM at once
+        from reidtools.testing.fullsize.idmvton import build_idmvton
+
+        build_idmvton(cfg, folder, seed=seed)
+    elif cfg.get("pipeline"):
         from reidtools.testing.clip_bpe import write_clip_bpe_tokenizer
 
         tok = cfg["tokenizer"]
@@ -74,6 +79,10 @@ def shapes(name: str) -> dict[str, dict[str, tuple[int, ...]]]:
     from accelerate import init_empty_weights
 
     cfg = load_config(name)
+    if cfg.get("layout") == "idm-vton":   # the Resampler's published names are not a module's
+        from reidtools.testing.fullsize.idmvton import idmvton_shapes
+
+        return idmvton_shapes(cfg)
     with init_empty_weights():
         if cfg.get("pipeline"):
             parts = _sd_parts(cfg)
