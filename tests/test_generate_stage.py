@@ -46,3 +46,93 @@ def test_empty_region_is_skipped_with_a_count_or_an_error_naming_shard_and_key()
     assert counts.skipped["empty mask"] == 2 and counts.first_skipped["empty mask"] == "in/a.tar: p7"
     with pytest.raises(SampleError, match="in/a.tar.*p7.*empty mask"):
         check_region(s, empty, policy="error", counts=counts)
+
+
+def _timed_stage(n, batch_size, *, fail_plan=None, fail_build=None):
+    """A stage whose plans and builds take random short times; records which thread ran what."""
+    import random
+    import threading
+    import time
+
+    rnd = random.Random(0)
+    threads = {"plan": set(), "make": set(), "build": set()}
+
+    def plan(s):
+        threads["plan"].add(threading.current_thread().name)
+        time.sleep(rnd.random() * 0.004)
+        if s["n"] == fail_plan:
+            raise SampleError(s["__shard__"], s["__key__"], "unreadable mask")
+        return [(s["n"], k) for k in range(s["n"] % 3)]
+
+    def make(jobs):
+        threads["make"].add(threading.current_thread().name)
+        return [n * 10 + k for n, k in jobs]
+
+    def build(s, job, r):
+        threads["build"].add(threading.current_thread().name)
+        time.sleep(rnd.random() * 0.004)
+        if job == fail_build:
+            raise SampleError(s["__shard__"], s["__key__"], "cannot composite")
+        return (s["__key__"], r)
+
+    stage = generate_stage(_samples(n), plan=plan, make=make, build=build, batch_size=batch_size, keep_source=True)
+    return stage, threads
+
+
+def _expected(n, upto=None):
+    out = []
+    for i in range(n if upto is None else upto):
+        out.append({"__key__": f"k{i}", "__shard__": "s.tar", "n": i})
+        out += [(f"k{i}", i * 10 + k) for k in range(i % 3)]
+    return out
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 5])
+def test_plans_and_builds_run_beside_make_and_order_is_kept(batch_size):
+    import threading
+
+    stage, threads = _timed_stage(12, batch_size)
+    assert list(stage) == _expected(12)
+    assert threads["make"] == {threading.current_thread().name}        # the thread that feeds the GPU
+    assert threads["plan"] == {"reid-read"}
+    assert {t.split("_")[0] for t in threads["build"]} == {"reid-finish"}
+
+
+def test_a_failing_sample_is_raised_after_the_outputs_of_earlier_batches_as_before():
+    # batch size 2: k0, k1, k2 give 0+1+2 jobs, one batch; k3, k4 give 0+1, not yet a batch, when planning k5
+    # fails. Before the threads the first batch was written, then the error raised; so it must be now
+    stage, _ = _timed_stage(9, 2, fail_plan=5)
+    got = []
+    with pytest.raises(SampleError, match="s.tar: k5: unreadable mask"):
+        for item in stage:
+            got.append(item)
+    assert got == _expected(9, upto=3)
+
+
+def test_a_failing_build_is_raised_in_its_turn():
+    stage, _ = _timed_stage(9, 2, fail_build=(4, 0))
+    got = []
+    with pytest.raises(SampleError, match="s.tar: k4: cannot composite"):
+        for item in stage:
+            got.append(item)
+    assert got == _expected(9, upto=4) + [{"__key__": "k4", "__shard__": "s.tar", "n": 4}]
+
+
+def test_abandoned_stage_stops_reading_its_input():
+    import time
+
+    read = []
+
+    def source():
+        for s in _samples(1000):
+            read.append(s["__key__"])
+            yield s
+
+    stage = generate_stage(source(), plan=lambda s: [s["n"]], make=lambda js: js, build=lambda s, j, r: r,
+                           batch_size=4)
+    assert [next(stage) for _ in range(3)] == [0, 1, 2]
+    stage.close()
+    time.sleep(0.2)
+    n = len(read)
+    time.sleep(0.2)
+    assert len(read) == n and n <= 4 * 4      # read ahead by at most a few batches, then stopped

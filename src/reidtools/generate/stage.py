@@ -6,12 +6,24 @@ batching across samples (outputs do not depend on the batch size, since each job
 seed), the empty-region policy, keeping sources on request, order (each source's outputs follow it),
 and the counts a run reports. `reidtools.shards.map_shards` around it gives atomic per-shard writes
 and resume.
+
+Three threads share the work (img2dataset's reader / worker / writer split), so that the thread
+that feeds the GPU does little else (bench/host_overhead.py): a reader thread reads and plans the
+samples ahead of the batch being generated (decoding, resizing to the generation size), the calling
+thread runs `make`, and a finisher thread runs `build` (compositing) on the last batch while the
+next one is made; the shard writer then encodes on its own thread. Plans and builds run one at a
+time and in order, so generators may keep per-shard state in them. What a caller sees is unchanged:
+outputs in input order, and an error (a sample's, or `make`'s) raised where it was before, after
+the outputs of earlier batches.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
+import queue
+import threading
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
@@ -60,30 +72,110 @@ def generate_stage(samples: Iterable[dict], *, plan: Callable[[dict], list], mak
     plan(sample) -> jobs (possibly none); make(jobs) -> one result per job, in order, for at most
     `batch_size` jobs; build(source, job, result) -> the derived sample. Jobs of several samples share
     a batch; outputs are yielded in input order, each source (with `keep_source`) before its outputs.
+    Reading and `plan` run on a reader thread up to `batch_size` samples ahead, `build` on a finisher
+    thread (both in order); `make` runs on the calling thread.
     """
     counts = counts if counts is not None else StageCounts()
-    pending: list[tuple[dict, list]] = []
-    njobs = 0
+    finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reid-finish")
+    finishing: deque = deque()    # the last batch's outputs (build futures) and kept sources, in order
 
-    def flush():
-        rows = [(sample, job) for sample, jobs in pending for job in jobs]
+    def made(group):
+        rows = [(sample, job) for sample, jobs in group for job in jobs]
         results: list = []
         for i in range(0, len(rows), batch_size):
             results += make([job for _, job in rows[i:i + batch_size]])
         done = iter(zip(rows, results))
-        for sample, jobs in pending:
+        items: list = []
+        for sample, jobs in group:
             if keep_source:
-                yield sample
+                items.append(sample)
             for _ in jobs:
                 (src, job), result = next(done)
-                counts.outputs += 1
-                yield build(src, job, result)
+                items.append(finisher.submit(build, src, job, result))
+        return items
 
-    for sample in samples:
-        jobs = plan(sample)
-        pending.append((sample, jobs))
+    def drain():
+        while finishing:
+            item = finishing.popleft()
+            if isinstance(item, Future):
+                counts.outputs += 1
+                item = item.result()
+            yield item
+
+    reader = _Reader(samples, plan, ahead=batch_size)
+    groups = _groups(iter(reader), batch_size)
+    try:
+        while True:
+            try:
+                group = next(groups, None)
+                items = made(group) if group is not None else []
+            except Exception:
+                # before the threads, a batch was written before the next sample was read: keep that
+                yield from drain()
+                raise
+            yield from drain()      # the previous batch, finished while this one was made
+            finishing.extend(items)
+            if group is None:
+                break
+        yield from drain()
+    finally:
+        # on an error, SIGINT or an abandoned iteration: read no further, finish the build under way,
+        # drop the queued ones
+        reader.stop()
+        finisher.shutdown(wait=True, cancel_futures=True)
+
+
+_END = object()
+
+
+class _Reader:
+    """Reads samples and plans them on a daemon thread, up to `ahead` samples in advance; iterating
+    gives (sample, plan(sample)) in input order, and an error reading or planning a sample is raised
+    when that sample's turn comes. A daemon thread, not a pool's: it may be blocked reading stdin or a
+    pipe when SIGINT ends the run, and the process must not wait for input to exit."""
+
+    def __init__(self, samples: Iterable[dict], plan: Callable[[dict], list], ahead: int):
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, ahead))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(iter(samples), plan), name="reid-read", daemon=True)
+        self._thread.start()
+
+    def _run(self, source: Iterator[dict], plan: Callable[[dict], list]) -> None:
+        try:
+            while not self._stop.is_set():
+                sample = next(source, _END)
+                self._queue.put(_END if sample is _END else (sample, plan(sample)))
+                if sample is _END:
+                    return
+        except BaseException as exc:     # handed to the consumer, raised there in its turn
+            self._queue.put(exc)
+
+    def __iter__(self) -> Iterator[tuple[dict, list]]:
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def stop(self) -> None:
+        """Read no further; the item under way is finished (and dropped), without waiting for it."""
+        self._stop.set()
+        try:
+            while True:              # room for the one item the thread may still put
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+
+
+def _groups(planned: Iterator[tuple[dict, list]], batch_size: int) -> Iterator[list]:
+    """Consecutive samples whose jobs fill a batch (the last group may be short or empty)."""
+    group, njobs = [], 0
+    for sample, jobs in planned:
+        group.append((sample, jobs))
         njobs += len(jobs)
         if njobs >= batch_size:
-            yield from flush()
-            pending, njobs = [], 0
-    yield from flush()
+            yield group
+            group, njobs = [], 0
+    yield group
