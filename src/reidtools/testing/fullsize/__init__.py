@@ -15,7 +15,7 @@ import os
 from importlib import resources
 
 NAMES = ("sd15", "sd15-inpainting", "sd2-inpainting", "resnet50", "clip-vit-base-patch16", "llama-2-7b-chat", "llava-1.5-7b",
-         "idm-vton")
+         "segformer-b2-clothes", "tryoffanyone", "idm-vton", "clip-vit-large-patch14")
 
 
 def load_config(name: str) -> dict:
@@ -56,6 +56,14 @@ def build(name: str, folder: str, *, seed: int = 0) -> str:
         from reidtools.testing.fullsize.idmvton import build_idmvton
 
         build_idmvton(cfg, folder, seed=seed)
+    elif cfg.get("layout") == "tryoffanyone":
+        from reidtools.testing.fullsize.tryoff import build_tryoffanyone
+
+        build_tryoffanyone(cfg, folder)
+    elif cfg.get("layout") == "llm":      # LLaVA / Llama-2: real LLaMA tokenizer, depth cut to fit 24 GiB
+        from reidtools.testing.fullsize.llm import build_llm
+
+        build_llm(cfg, folder)
     elif cfg.get("pipeline"):
         from reidtools.testing.clip_bpe import write_clip_bpe_tokenizer
 
@@ -69,8 +77,13 @@ def build(name: str, folder: str, *, seed: int = 0) -> str:
         pipe.save_pretrained(folder, safe_serialization=True)
     else:
         _transformers_model(cfg).save_pretrained(folder, safe_serialization=True)
+        if cfg.get("preprocessor_config"):  # verbatim: the hub file's own (possibly legacy) keys
+            with open(os.path.join(folder, "preprocessor_config.json"), "w", encoding="utf-8") as fh:
+                json.dump(cfg["preprocessor_config"], fh, indent=2)
     with open(os.path.join(folder, "SOURCE.txt"), "w", encoding="utf-8") as fh:
         fh.write(f"random weights in the layout of {cfg['model']}\nconfig: {cfg['source']}\n")
+        if cfg.get("depth_cut"):
+            fh.write(f"depth cut to {cfg['depth_cut']['num_hidden_layers']} decoder layers: {cfg['depth_cut']['why']}\n")
     return folder
 
 
@@ -84,7 +97,11 @@ def shapes(name: str) -> dict[str, dict[str, tuple[int, ...]]]:
 
         return idmvton_shapes(cfg)
     with init_empty_weights():
-        if cfg.get("pipeline"):
+        if cfg.get("layout") == "tryoffanyone":
+            from reidtools.testing.fullsize.tryoff import components
+
+            mods = components(cfg)
+        elif cfg.get("pipeline"):
             parts = _sd_parts(cfg)
             mods = {k: parts[k] for k in ("unet", "vae", "text_encoder")}
         else:
