@@ -136,3 +136,37 @@ def test_abandoned_stage_stops_reading_its_input():
     n = len(read)
     time.sleep(0.2)
     assert len(read) == n and n <= 4 * 4      # read ahead by at most a few batches, then stopped
+
+
+def test_sigint_while_the_reader_waits_for_input_ends_the_run_at_once():
+    """The reader is a daemon thread: blocked reading stdin, it neither delays KeyboardInterrupt nor exit."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import sys
+        from reidtools.generate.stage import generate_stage
+        def source():
+            for line in sys.stdin:
+                yield {"__key__": line.strip(), "__shard__": "-"}
+        try:
+            for out in generate_stage(source(), plan=lambda s: [s["__key__"]], make=lambda js: js,
+                                      build=lambda s, j, r: r, batch_size=1):
+                print(out, flush=True)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            sys.exit(130)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        proc.stdin.write("a\nb\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "a\n"      # b is made, the reader now waits for a third line
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 130          # stdin is still open: no EOF ended it
+        assert proc.stdout.read() == "interrupted\n"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
