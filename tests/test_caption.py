@@ -137,6 +137,33 @@ def test_tall_crops_are_padded_to_square_not_cropped(tiny_vlm):
     assert "What clothes is the person wearing?" in cap.prompt and "<image>" in cap.prompt
 
 
+def test_captioner_logs_the_prompt_as_the_model_sees_it(tiny_vlm):
+    """One line per model load: prompt length and image tokens (LLaVA-1.5 at full size: 576 of ~600)."""
+    import logging
+
+    import torch
+
+    from reidtools.generate.caption.vlm import Captioner
+
+    lines = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    log = logging.getLogger("reidtools")
+    level = log.level
+    log.setLevel(logging.INFO)       # a CLI test before may have left it at WARNING (setLevel clears the cache)
+    log.addHandler(handler)
+    try:
+        cap = Captioner(tiny_vlm[0], device="cpu", dtype=torch.float32, temperature=0.0, max_new_tokens=2)
+        cap.caption([Image.new("RGB", (16, 32))])
+        cap.caption([Image.new("RGB", (16, 32))])
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
+    lines = [line for line in lines if line.startswith("caption prompt")]
+    # build_llava: 32-pixel images, 8-pixel patches -> (32 / 8)^2 = 16 image tokens (the class token dropped)
+    assert len(lines) == 1 and lines[0].endswith(", 16 of them image tokens; pixel values (3, 32, 32)")
+
+
 def test_llava_summarize_writes_prompts_per_clothes_id(tmp_path, shards, tiny_vlm):
     llava, lm = tiny_vlm
     bank, out = tmp_path / "bank.json", tmp_path / "out"

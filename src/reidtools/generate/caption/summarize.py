@@ -40,6 +40,7 @@ class Summarizer:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.device, self.instruction, self.words = device, instruction, words
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
+        self._described = False      # the first batch's prompt lengths are logged at info level
 
     def prompt(self, captions: list[str]) -> str:
         request = self.instruction + first_words(captions, self.words)
@@ -58,6 +59,10 @@ class Summarizer:
         texts = [self.prompt(g) for g in groups]
         # chat templates already hold the BOS token
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        lengths = enc["attention_mask"].sum(dim=1).tolist()
+        (log.debug if self._described else log.info)("summary prompts: %d-%d tokens (padded to %d)", min(lengths),
+                                                      max(lengths), enc["input_ids"].shape[1])
+        self._described = True
         kwargs = {"max_new_tokens": self.max_new_tokens, "do_sample": self.temperature > 0}
         if self.temperature > 0:
             kwargs["temperature"] = self.temperature

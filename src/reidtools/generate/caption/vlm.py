@@ -62,6 +62,15 @@ class Captioner:
         self.temperature, self.max_new_tokens = temperature, max_new_tokens
         self.fill = _mean_colour(self.processor)
         self.prompt = self._prompt(question)
+        self._described = False
+
+    def _describe(self, enc) -> None:
+        # the prompt as the model sees it: at full size the image alone is (336/14)^2 = 576 tokens
+        image_id = getattr(self.processor, "image_token_id", None)
+        ids = enc["input_ids"][0]
+        images = int((ids == image_id).sum()) if image_id is not None else 0
+        pixels = tuple(enc["pixel_values"].shape[1:]) if "pixel_values" in enc else None
+        log.info("caption prompt: %d tokens, %d of them image tokens; pixel values %s", ids.shape[0], images, pixels)
 
     def _prompt(self, question: str) -> str:
         conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
@@ -77,6 +86,9 @@ class Captioner:
             return []
         squares = [pad_to_square(im.convert("RGB"), self.fill) for im in images]
         enc = self.processor(images=squares, text=[self.prompt] * len(squares), return_tensors="pt", padding=True)
+        if not self._described:
+            self._described = True
+            self._describe(enc)
         enc = {k: (v.to(self.device, self.model.dtype) if v.is_floating_point() else v.to(self.device))
                for k, v in enc.items()}
         sample = self.temperature > 0
