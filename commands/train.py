@@ -122,6 +122,8 @@ def _sources(ctx: click.Context, names) -> dict[str, str]:
 @click.option("--progressive-epochs", default="5,10,15", callback=_ints, help="Epoch thresholds of the progressive schedule.")
 @click.option("--progressive-fractions", default="0.25,0.5,0.75", callback=_floats, help="Fractions of each image's variants before each threshold (then 1.0).")
 @click.option("--erasing", type=float, default=0.5, callback=_finite, help="Random erasing probability.")
+@click.option("--pad", type=int, default=None, callback=_at_least(0), metavar="PX",
+              help="Zero padding before the random crop [default: BoT's 10 px at width 128, scaled to --size: 10*W//128].")
 @click.option("--mixed-precision", type=click.Choice(["no", "fp16", "bf16"]), default="no", help="accelerate mixed precision.")
 @click.option("--grad-accum", type=int, default=1, callback=_at_least(1), help="Gradient accumulation steps.")
 @click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations in backward (backbone and DCAC U-Net) to save memory.")

@@ -234,3 +234,27 @@ def test_too_few_ids_for_p_fails_before_creating_the_run(data, tmp_path, capsys)
     assert "lower P" in capsys.readouterr().err
     assert not run.exists()  # so the corrected command can simply be run again
     assert reid(*args) == 0
+
+
+def test_crop_padding_scales_with_the_input_width():
+    """BoT (Luo et al. 2019, §4 'Standard Baseline'): images are resized to 256x128 and 'padded with
+    10 pixels with zero value, then randomly cropped'. That is a shift of at most 10/128 = 7.8% of the
+    width; the default keeps the ratio: 10 * W // 128 px, so 10 at 256x128, 2 at 64x32 (not 10, which
+    would move a 32-px-wide person by a third of its width), and an explicit --pad wins."""
+    from reidtools.reid.config import TrainConfig, resolve
+
+    for size, pad in (((256, 128), 10), ((384, 192), 15), ((64, 32), 2), ((32, 16), 1)):
+        cfg, sources = resolve(TrainConfig(backbone="resnet-tiny", size=size), {})
+        assert cfg.pad == pad, size
+        assert "10 * W // 128" in sources["pad"]
+    cfg, sources = resolve(TrainConfig(backbone="resnet-tiny", size=(64, 32), pad=10), {"pad": "command line"})
+    assert cfg.pad == 10 and sources["pad"] == "command line"
+
+
+def test_pad_option_reaches_the_config(data, tmp_path):
+    import yaml
+
+    run = tmp_path / "run"
+    assert reid("train", str(data / "train" / "train-*.tar"), "-o", run, *TINY, "--epochs", "1", "--pad", "3") == 0
+    assert yaml.safe_load((run / "config.yaml").read_text())["options"]["pad"] == 3
+    assert reid("train", str(data / "train" / "train-*.tar"), "-o", tmp_path / "r2", *TINY, "--pad", "-1") == 2
