@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml setup.py
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(MAKE) --no-print-directory -f recipes/demo.mk REID=$(abspath $(BIN)/reid) PYTHON=$(abspath $(BIN)/python)
+	$(MAKE) --no-print-directory -j2 -f recipes/demo.mk REID=$(abspath $(BIN)/reid) PYTHON=$(abspath $(BIN)/python)
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -59,6 +59,34 @@ def test_demo_runs_end_to_end_at_a_tiny_size(tmp_path):
     assert "Figures: " in res.stdout and "results.md" in res.stdout
 
 
+@pytest.mark.slow
+def test_demo_generated_variants_improve_clothes_changing_retrieval(tmp_path):
+    """Issue 18's claim, measured: DLCR (§3.2-3.3) re-dresses every training image with other
+    clothes ids' prompts so the model cannot key identities on clothing; on the synthetic benchmark,
+    whose identities differ only in body, skin, hair and face traits, that must raise clothes-changing
+    (CC) mAP. Reduced demo (15 epochs, a 300-step generator), 3 seeds, -j2: the mean gain must exceed
+    both runs' sample std and 1 mAP point. Measured when written: +3.0 (std 1.3)."""
+    import statistics
+
+    out = tmp_path / "demo"
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    res = subprocess.run(
+        ["make", "-j2", "-f", str(ROOT / "recipes" / "demo.mk"), f"OUT={out}", f"REID={BIN / 'reid'}",
+         f"PYTHON={sys.executable}", "EPOCHS=15", "FT_STEPS=200", "VAE_STEPS=100", "SEEDS=0 1 2",
+         "RUNS=baseline dlcr"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=1800)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+
+    def cc_map(run):
+        return [100 * json.loads((out / "results" / f"{run}-s{s}-cc.json").read_text())["mAP"] for s in (0, 1, 2)]
+
+    base, gen = cc_map("baseline"), cc_map("dlcr")
+    gain = statistics.fmean(gen) - statistics.fmean(base)
+    margin = max(statistics.stdev(base), statistics.stdev(gen), 1.0)
+    assert gain > margin, f"CC mAP baseline {base} vs + generated {gen}: gain {gain:.2f} <= {margin:.2f}"
+    assert "better by more than one std" in (out / "results.md").read_text()
+
+
 # ----------------------------------------------------------------------------- paper recipes, run
 TINY_TRAIN = "--backbone resnet-tiny --epochs 1 --batch 2x2 --size 32x16"
 SYNTH_ARGS = "--ids 6 --outfits 2 --cams 2 --images-per 2 --size 64x32"
