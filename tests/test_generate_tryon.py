@@ -387,3 +387,16 @@ def run_mask_dlcr(samples, out):
         for s in samples:
             w.write(s)
     return _reid(["mask", "--engine", "labels", str(out.parent / "raw" / "p-000000.tar"), "-o", str(out), "-q"])
+
+
+@pytest.mark.parametrize("kernels", [False, True])
+def test_bf16_on_a_cpu_without_bf16_kernels_runs_the_vae_in_fp32(tiny_dir, monkeypatch, kernels):
+    """Found at full size (tests/test_fullsize_tryon.py): on an AVX2 CPU a bf16 convolution is ~1000x slower
+    than fp32, and the VAE is all convolutions at image size; with native bf16 kernels it stays bf16."""
+    monkeypatch.setattr(T, "cpu_has_bf16_kernels", lambda: kernels)
+    p = T.TryOnPipeline.from_pretrained(tiny_dir, dtype=torch.bfloat16)
+    want = torch.bfloat16 if kernels else torch.float32
+    assert p.vae.dtype == p.vae_dtype == want
+    assert p.unet.dtype == p.unet_encoder.dtype == torch.bfloat16
+    out = np.asarray(p(_img(1), _mask(), _img(3), _img(10), 5, T.TryOnSettings(steps=1, size=SIZE)))
+    assert out.shape == (64, 32, 3)
