@@ -8,20 +8,20 @@ and the counts a run reports. `reidtools.shards.map_shards` around it gives atom
 and resume.
 
 Three threads share the work (img2dataset's reader / worker / writer split), so that the thread
-that feeds the GPU does little else (bench/host_overhead.py): a reader thread reads and plans the
-samples ahead of the batch being generated (decoding, resizing to the generation size), the calling
-thread runs `make`, and a finisher thread runs `build` (compositing) on the last batch while the
-next one is made; the shard writer then encodes on its own thread. Plans and builds run one at a
-time and in order, so generators may keep per-shard state in them. What a caller sees is unchanged:
-outputs in input order, and an error (a sample's, or `make`'s) raised where it was before, after
-the outputs of earlier batches.
+that feeds the GPU does little else (bench/host_overhead.py): a planner thread plans the samples of
+the next batch while the current one is generated (decoding, resizing to the generation size), the
+calling thread reads the input and runs `make`, and a finisher thread runs `build` (compositing) on
+the last batch while the next one is made; the shard writer then encodes and writes on its own
+thread. Plans and builds run one at a time and in order, so generators may keep per-shard state in
+them. What a caller sees is unchanged: outputs in input order, and an error (a sample's, or
+`make`'s) raised where it was before, after the outputs of earlier batches. Outputs reach the writer
+one batch later than they are made (and the input is read a batch ahead), which only a trickling
+stdin would notice.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from collections import Counter, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -72,8 +72,8 @@ def generate_stage(samples: Iterable[dict], *, plan: Callable[[dict], list], mak
     plan(sample) -> jobs (possibly none); make(jobs) -> one result per job, in order, for at most
     `batch_size` jobs; build(source, job, result) -> the derived sample. Jobs of several samples share
     a batch; outputs are yielded in input order, each source (with `keep_source`) before its outputs.
-    Reading and `plan` run on a reader thread up to `batch_size` samples ahead, `build` on a finisher
-    thread (both in order); `make` runs on the calling thread.
+    `plan` runs on a planner thread up to `batch_size` samples ahead, `build` on a finisher thread (both
+    one at a time, in order); reading the samples and `make` run on the calling thread.
     """
     counts = counts if counts is not None else StageCounts()
     finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reid-finish")
@@ -102,8 +102,9 @@ def generate_stage(samples: Iterable[dict], *, plan: Callable[[dict], list], mak
                 item = item.result()
             yield item
 
-    reader = _Reader(samples, plan, ahead=batch_size)
-    groups = _groups(iter(reader), batch_size)
+    planner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reid-plan")
+    # the next batch's samples are planned while this one is made
+    groups = _groups(_planned(samples, plan, planner, ahead=batch_size + 1), batch_size)
     try:
         while True:
             try:
@@ -119,54 +120,36 @@ def generate_stage(samples: Iterable[dict], *, plan: Callable[[dict], list], mak
                 break
         yield from drain()
     finally:
-        # on an error, SIGINT or an abandoned iteration: read no further, finish the build under way,
-        # drop the queued ones
-        reader.stop()
-        finisher.shutdown(wait=True, cancel_futures=True)
+        # on an error, SIGINT or an abandoned iteration: finish the plan and build under way (neither
+        # blocks), drop the queued ones
+        for pool in (planner, finisher):
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 _END = object()
 
 
-class _Reader:
-    """Reads samples and plans them on a daemon thread, up to `ahead` samples in advance; iterating
-    gives (sample, plan(sample)) in input order, and an error reading or planning a sample is raised
-    when that sample's turn comes. A daemon thread, not a pool's: it may be blocked reading stdin or a
-    pipe when SIGINT ends the run, and the process must not wait for input to exit."""
+def _planned(samples: Iterable[dict], plan: Callable[[dict], list], planner: ThreadPoolExecutor,
+             ahead: int) -> Iterator[tuple[dict, list]]:
+    """(sample, plan(sample)) in input order, with the plans of the next `ahead - 1` samples under way on
+    the planner thread; an error planning a sample is raised when that sample's turn comes.
 
-    def __init__(self, samples: Iterable[dict], plan: Callable[[dict], list], ahead: int):
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, ahead))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(iter(samples), plan), name="reid-read", daemon=True)
-        self._thread.start()
-
-    def _run(self, source: Iterator[dict], plan: Callable[[dict], list]) -> None:
-        try:
-            while not self._stop.is_set():
-                sample = next(source, _END)
-                self._queue.put(_END if sample is _END else (sample, plan(sample)))
-                if sample is _END:
-                    return
-        except BaseException as exc:     # handed to the consumer, raised there in its turn
-            self._queue.put(exc)
-
-    def __iter__(self) -> Iterator[tuple[dict, list]]:
-        while True:
-            item = self._queue.get()
-            if item is _END:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def stop(self) -> None:
-        """Read no further; the item under way is finished (and dropped), without waiting for it."""
-        self._stop.set()
-        try:
-            while True:              # room for the one item the thread may still put
-                self._queue.get_nowait()
-        except queue.Empty:
-            pass
+    The samples are read here, on the calling thread: a read may block on stdin or a pipe, and only the
+    main thread can be interrupted there (a thread blocked in a read of stdin at exit aborts CPython's
+    finalisation); planning never blocks."""
+    source = iter(samples)
+    queued: deque = deque()
+    while True:
+        while source is not None and len(queued) < ahead:
+            sample = next(source, _END)
+            if sample is _END:
+                source = None
+                break
+            queued.append((sample, planner.submit(plan, sample)))
+        if not queued:
+            return
+        sample, jobs = queued.popleft()
+        yield sample, jobs.result()
 
 
 def _groups(planned: Iterator[tuple[dict, list]], batch_size: int) -> Iterator[list]:
