@@ -362,3 +362,111 @@ def test_synth_mask_caption_inpaint_pipeline(tmp_path, tiny_sd):
         assert keep.any() and not keep.all()
         assert np.array_equal(np.asarray(image(s))[keep], np.asarray(image(orig))[keep])
         assert m["clothes_prompt"] != meta(orig)["clothes_prompt"] and "garments" not in m
+
+
+def _diffusers_pil_call(pipe, jobs, size, steps, guidance):
+    """What Inpainter.run did before its inputs were prepared off the GPU-feeding thread: PIL images and
+    masks resized here, prompts encoded by the pipeline, output_type="np", uint8 by rint, composited."""
+    from reidtools.generate.inpaint.pipeline import composite
+
+    h, w = size
+    negatives = [j.negative_prompt or "" for j in jobs]
+    out = pipe(prompt=[j.prompt for j in jobs], image=[j.image.convert("RGB").resize((w, h), Image.BICUBIC) for j in jobs],
+               mask_image=[j.mask.convert("L").resize((w, h), Image.NEAREST) for j in jobs],
+               negative_prompt=negatives if any(negatives) else None, height=h, width=w, num_inference_steps=steps,
+               guidance_scale=guidance, strength=1.0, num_images_per_prompt=1,
+               generator=[torch.Generator("cpu").manual_seed(j.seed) for j in jobs], output_type="np")
+    arrays = np.clip(np.rint(np.asarray(out.images) * 255.0), 0, 255).astype(np.uint8)
+    return [np.asarray(composite(j.image, Image.fromarray(a, "RGB"), j.mask)) for j, a in zip(jobs, arrays)]
+
+
+@pytest.mark.parametrize("guidance,negative", [(7.5, None), (7.5, "blurry"), (1.0, None)])
+def test_prepared_tensor_inputs_and_cached_prompt_states_give_the_pil_path_bytes(tiny_sd, guidance, negative):
+    """Inputs prepared as arrays (Inpainter.prepare), passed to diffusers as tensors, prompt states reused
+    across batches and uint8 made on the device: the same bytes as diffusers' own PIL path, with soft mask
+    edges and a source size that differs from the generation size; and the text encoder runs once per
+    distinct batch of prompts."""
+    from reidtools.generate.inpaint.pipeline import InpaintSettings, Inpainter, Job, load_pipeline
+
+    reference = load_pipeline(tiny_sd, device="cpu", dtype=torch.float32)   # untouched by an Inpainter
+    pipe = load_pipeline(tiny_sd, device="cpu", dtype=torch.float32)
+    r = np.random.RandomState(3)
+    jobs = []
+    for i in range(3):
+        m = np.zeros((40, 24), np.uint8)
+        m[5 + i:30, 3:20] = 255
+        m[30, 3:20] = 90
+        img = Image.fromarray(r.randint(0, 255, (40, 24, 3), dtype=np.uint8))
+        jobs.append(Job(img, Image.fromarray(m, "L"), "red shirt" if i < 2 else "blue coat", seed=10 + i,
+                        negative_prompt=negative))
+    inp = Inpainter(pipe, InpaintSettings(size=(32, 16), steps=2, guidance=guidance))
+    calls = []
+    pipe.text_encoder.register_forward_hook(lambda *a: calls.append(1))
+    for batch in (jobs, jobs, jobs[:2]):     # the first batch of prompts recurs: its states are reused
+        for job in batch:
+            job.prepared = inp.prepare(job.image, job.mask)
+        got = [np.asarray(p) for p in inp.run(batch)]
+        want = _diffusers_pil_call(reference, batch, (32, 16), 2, guidance)
+        assert all(np.array_equal(g, w) for g, w in zip(got, want))
+    assert len(calls) == (4 if guidance > 1 else 2)      # (cond [+ uncond]) x 2 distinct prompt batches
+
+
+def test_composite_is_the_rounded_blend_for_every_mask_level():
+    from reidtools.generate.inpaint.pipeline import composite
+
+    m, g, o = np.meshgrid(np.arange(256), np.arange(0, 256, 5), np.arange(0, 256, 3), indexing="ij")
+    shape = (m.shape[0], -1)
+    orig = np.repeat(o.reshape(shape)[..., None], 3, -1).astype(np.uint8)
+    gen = np.repeat(g.reshape(shape)[..., None], 3, -1).astype(np.uint8)
+    out = np.asarray(composite(Image.fromarray(orig), gen, Image.fromarray(m.reshape(shape).astype(np.uint8), "L")))
+    want = np.floor((m * g + (255 - m) * o) / 255 + 0.5).reshape(shape)   # to nearest; 255 is odd, no ties
+    assert np.array_equal(out[..., 0], want) and np.array_equal(out[..., 2], want)
+
+
+@pytest.mark.slow
+def test_sigint_while_stdin_blocks_the_reader_exits_130_and_leaves_no_shard(tiny_sd, tmp_path):
+    """SIGINT while the run waits for more of stdin (with planner, finisher and encoder threads alive)
+    ends it at once, with one line, and the shard being written is removed, not published."""
+    import signal
+    import subprocess
+    import sys
+    import tarfile
+    import time
+
+    from reidtools.shards.writer import _encode_sample
+
+    r = np.random.RandomState(0)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for i in range(12):     # tarfile reads 10 KiB records: enough for s0-s2 to be read, s0 written
+            m = np.zeros((32, 16), np.uint8)
+            m[8:24, 4:12] = 255
+            sample = {"jpg": Image.fromarray(r.randint(0, 255, (32, 16, 3), dtype=np.uint8)),
+                      "mask.png": Image.fromarray(m, "L"),
+                      "json": {"dataset": "t", "split": "train", "pid": i, "camid": 0, "clothes": f"{i}_0"}}
+            for name, data in _encode_sample(f"s{i}", sample):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+        members_end = tar.offset          # before the end-of-archive blocks: the stream stays open
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "reidtools", "inpaint", "-", "-o", str(out), "--model", tiny_sd,
+                             "--prompts", "fixed:a shirt", "-k", "1", "--steps", "1", "--size", SIZE, "--dtype", "fp32",
+                             "--batch-size", "1", "-q"], stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=False)
+    try:
+        proc.stdin.write(buf.getvalue()[:members_end])
+        proc.stdin.flush()
+        deadline = time.monotonic() + 300
+        while not list(out.glob("*.tmp")):      # the first output is being written: the run is in the stage
+            assert proc.poll() is None and time.monotonic() < deadline, "no output was written"
+            time.sleep(0.1)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)            # stdin stays open: EOF must not be what ends the run
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lines = [ln for ln in err.decode().splitlines() if ln.strip()]
+    assert proc.returncode == 130 and lines == ["reid inpaint: interrupted"], err
+    assert list(out.iterdir()) == []

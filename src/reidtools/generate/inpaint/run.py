@@ -86,11 +86,13 @@ def run_inpaint(run: InpaintRun, *, progress: bool = True):
                                           f"{img.size[0]}x{img.size[1]}")
         if not check_region(sample, msk, policy=run.empty_mask, counts=counts):
             return []
-        return [(Job(img, msk, t.prompt, derive_seed(run.seed, key, k), run.negative_prompt), k, t)
+        ready = inpainter.prepare(img, msk)        # once for the K jobs of this source
+        return [(Job(img, msk, t.prompt, derive_seed(run.seed, key, k), run.negative_prompt, ready), k, t)
                 for k, t in enumerate(policy.targets(sample, meta(sample), run.variants))]
 
-    def build(sample, item, picture):
+    def build(sample, item, pixels):
         job, k, target = item
+        picture = inpainter.finish(job, pixels)
         extra = {"variant": k, "prompt_tokens": inpainter.budget.count(target.prompt)}
         if target.target is not None:
             extra["target_clothes"] = target.target
@@ -104,7 +106,7 @@ def run_inpaint(run: InpaintRun, *, progress: bool = True):
         return new
 
     def process(samples):
-        return generate_stage(samples, plan=plan, make=lambda items: inpainter.run([i[0] for i in items]),
+        return generate_stage(samples, plan=plan, make=lambda items: list(inpainter.generate([i[0] for i in items])),
                               build=build, batch_size=run.batch_size, keep_source=run.keep_source, counts=counts)
 
     report = map_shards(shards, run.output, process, shard_index=run.shard_index, num_shards=run.num_shards,
