@@ -39,10 +39,11 @@ class TarStream:
     """Writes samples as consecutive tar members into an open binary stream.
 
     Encoding (PNG/JPEG of PIL images: ~30 ms for a 768x256 PNG, the largest host cost of a generator,
-    bench/host_overhead.py) runs on one background thread, which zlib/libjpeg let run beside the
-    caller (they release the GIL), so a generator's next batch starts while its last one is encoded.
-    Members are still written in order, by the calling thread; an encoding error surfaces at the next
-    write() or at close(). At most `ahead` samples wait (their images stay referenced until written).
+    bench/host_overhead.py) and writing the members run on one background thread, which zlib/libjpeg
+    and file writes let run beside the caller (they release the GIL), so a generator's next batch
+    starts while its last one is encoded and written. One thread, so members are written in order; an
+    encoding or write error surfaces at a later write() or at close(). At most `ahead` samples wait
+    (their images stay referenced until written).
     """
 
     def __init__(self, fileobj: BinaryIO, ahead: int = 16):
@@ -52,6 +53,7 @@ class TarStream:
         self._ahead = ahead
         self._pending: list = []
         self._pool = None
+        self._failed = False
 
     def write(self, sample: dict) -> None:
         key = sample["__key__"]
@@ -61,10 +63,19 @@ class TarStream:
 
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reid-encode")
         # a shallow copy: the caller may reuse its dict; field values are not changed after writing
-        self._pending.append(self._pool.submit(_encode_sample, key, dict(sample)))
+        self._pending.append(self._pool.submit(self._encode_and_put, key, dict(sample)))
         self.count += 1
         while len(self._pending) > self._ahead or (self._pending and self._pending[0].done()):
-            self._put(self._pending.pop(0).result())
+            self._pending.pop(0).result()      # raises the sample's encoding or write error, if any
+
+    def _encode_and_put(self, key: str, sample: dict) -> None:
+        if self._failed:
+            return      # nothing after a failed sample reaches the stream (the caller sees the failure)
+        try:
+            self._put(_encode_sample(key, sample))
+        except BaseException:
+            self._failed = True
+            raise
 
     def _put(self, members: list[tuple[str, bytes]]) -> None:
         for name, data in members:
@@ -75,7 +86,7 @@ class TarStream:
     def _drain(self) -> None:
         try:
             while self._pending:
-                self._put(self._pending.pop(0).result())
+                self._pending.pop(0).result()
         finally:
             self._stop()
 
