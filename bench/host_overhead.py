@@ -8,8 +8,10 @@ Runs the real `reid inpaint` command in this process (run_cli) with `load_pipeli
 Stable Diffusion inpainting pipeline whose U-Net returns zeros and whose VAE is SD's 8x geometry
 without convolutions (encode: zeros at 1/8; decode: zeros at full size), so what is timed is the host
 work only. Reports ms per image (wall; CPU of all threads; CPU of the main thread, which is what
-stands between GPU batches) after a warm-up shard, and the top functions by
-cumulative CPU time (cProfile with process_time) of the timed run.
+stands between GPU batches) of --repeats timed runs after a warm-up shard, and their median; then
+the main thread's top functions by cumulative CPU time of one more run under cProfile (timed by
+thread_time, so other threads and the machine's other load do not count; the profiler's own
+per-call overhead inflates Python-heavy functions, so use it for shares, the timed runs for totals).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import cProfile
 import io
 import os
 import pstats
+import statistics
 import sys
 import tempfile
 import time
@@ -101,7 +104,8 @@ def main() -> None:
     ap.add_argument("--size", default="768x256", help="generation HxW")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--top", type=int, default=18)
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs (the median is reported)")
+    ap.add_argument("--top", type=int, default=18, help="functions shown of one more, profiled run (0: none)")
     ap.add_argument("--inline-encode", action="store_true",
                     help="the baseline: encode images in the calling thread (TarStream before its encoder thread)")
     args = ap.parse_args()
@@ -132,22 +136,36 @@ def main() -> None:
                   str(args.batch_size), "-q"]
         if run_cli(cli, ["inpaint", warm, "-o", os.path.join(work, "warm-out"), *common]):
             raise SystemExit("bench/host_overhead.py: the warm-up run failed")
-        prof = cProfile.Profile(time.process_time)   # CPU time: the machine may be shared
-        t0, c0, m0 = time.perf_counter(), time.process_time(), time.thread_time()
-        prof.enable()
-        run_cli(cli, ["inpaint", timed, "-o", os.path.join(work, "out"), *common])
-        prof.disable()
-        wall, cpu, main_cpu = time.perf_counter() - t0, time.process_time() - c0, time.thread_time() - m0
-        size = sum(os.path.getsize(os.path.join(work, "out", f)) for f in os.listdir(os.path.join(work, "out")))
+        runs = []
+        for r in range(args.repeats):     # timed without the profiler, whose overhead is per Python call
+            out_dir = os.path.join(work, f"out{r}")
+            t0, c0, m0 = time.perf_counter(), time.process_time(), time.thread_time()
+            if run_cli(cli, ["inpaint", timed, "-o", out_dir, *common]):
+                raise SystemExit("bench/host_overhead.py: the timed run failed")
+            runs.append((time.perf_counter() - t0, time.process_time() - c0, time.thread_time() - m0))
+        size = sum(os.path.getsize(os.path.join(out_dir, f)) for f in os.listdir(out_dir) if f.endswith(".tar"))
+        # cProfile sees the calling (main) thread only, so time it by that thread's CPU time: the
+        # breakdown of what stands between GPU batches, unaffected by the machine's other load
+        prof = cProfile.Profile(time.thread_time)
+        if args.top:
+            prof.enable()
+            run_cli(cli, ["inpaint", timed, "-o", os.path.join(work, "out-profiled"), *common])
+            prof.disable()
     n = args.images
     print(f"# {n} images, source {args.source}, generation {args.size}, {args.steps} steps, batch {args.batch_size}, "
-          f"1 thread; output {size / n / 1024:.1f} KiB per image")
-    # main thread CPU: what stands between two GPU batches; the rest (encoding) runs beside them
-    print(f"host ms per image: wall {1000 * wall / n:.1f}, CPU {1000 * cpu / n:.1f} (all threads), "
-          f"main thread CPU {1000 * main_cpu / n:.1f}; inline encode: {args.inline_encode}")
-    out = io.StringIO()
-    pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(args.top)
-    print("\n".join(line for line in out.getvalue().splitlines() if line.strip())[-4000:])
+          f"1 thread; output {size / n / 1024:.1f} KiB per image; inline encode: {args.inline_encode}")
+    # main thread CPU: what stands between two GPU batches; the rest runs beside them
+    for wall, cpu, main_cpu in runs:
+        print(f"run: host ms per image: wall {1000 * wall / n:.1f}, CPU {1000 * cpu / n:.1f} (all threads), "
+              f"main thread CPU {1000 * main_cpu / n:.1f}")
+    med = [1000 * statistics.median(r[i] for r in runs) / n for i in range(3)]
+    print(f"median of {len(runs)}: host ms per image: wall {med[0]:.1f}, CPU {med[1]:.1f} (all threads), "
+          f"main thread CPU {med[2]:.1f}")
+    if args.top:
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(args.top)
+        print("profiled run (main thread, thread_time; profiler overhead included):")
+        print("\n".join(line for line in out.getvalue().splitlines() if line.strip()))
 
 
 if __name__ == "__main__":
