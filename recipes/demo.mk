@@ -35,6 +35,7 @@ LR      ?= 1e-3
 BATCH   ?= 8x4
 BACKBONE ?= resnet-small
 SEED    ?= 0
+GEN_SEED ?= $(SEED)
 SEEDS   ?= 0 1 2
 HERE    := $(dir $(lastword $(MAKEFILE_LIST)))
 SCRIPTS := $(HERE)../scripts
@@ -72,12 +73,12 @@ $(OUT)/models/base/model_index.json:
 $(OUT)/models/inpaint/finetune.json: $(OUT)/bank.json $(OUT)/models/base/model_index.json
 	$(REID) finetune $(OUT)/captioned/train-*.tar -o $(@D) --model $(OUT)/models/base --method full \
 	  --vae-steps $(VAE_STEPS) --steps $(FT_STEPS) --batch-size $(FT_BATCH) --lr 1e-3 --vae-lr 2e-3 \
-	  --prediction-type v_prediction --size $(GEN_SIZE) --seed $(SEED) -q
+	  --prediction-type v_prediction --size $(GEN_SIZE) --seed $(GEN_SEED) -q
 
 $(OUT)/generated/.done: $(OUT)/bank.json $(OUT)/models/inpaint/finetune.json
 	$(REID) inpaint $(OUT)/captioned/train-*.tar -o $(OUT)/generated --model $(OUT)/models/inpaint \
 	  --prompts bank:$(OUT)/bank.json -k $(K) --steps $(STEPS) --guidance $(GUIDANCE) --scheduler ddim \
-	  --size $(GEN_SIZE) --batch-size 32 --dtype fp32 --seed $(SEED) -q
+	  --size $(GEN_SIZE) --batch-size 32 --dtype fp32 --seed $(GEN_SEED) -q
 	touch $@
 
 $(OUT)/runs/baseline-s%/model.safetensors: $(OUT)/data/synth.json

@@ -68,3 +68,24 @@ def test_inpaint_records_prompt_tokens_and_reports_truncation(tmp_path, capfd):
     outs = [meta(s) for s in iter_samples(expand_inputs([str(tmp_path / "out")]))]
     assert len(outs) == 2
     assert all(o["history"][-1]["parameters"]["prompt_tokens"] == 92 for o in outs), json.dumps(outs[0]["history"])
+
+
+def test_word_tokens_make_each_garment_word_one_token(tmp_path):
+    """The demo's tiny tokenizer: CLIP BPE (characters, the last with '</w>', merged by rank) with
+    merges that make each synthetic garment word one token; other words still spell out."""
+    from transformers import CLIPTokenizer
+
+    from reidtools.data.synth import PROMPT_WORDS
+    from reidtools.testing.models import write_clip_tokenizer
+
+    write_clip_tokenizer(str(tmp_path / "tok"), words=PROMPT_WORDS)
+    tok = CLIPTokenizer.from_pretrained(str(tmp_path / "tok"))    # reloaded as a pipeline loads it
+    assert tok.tokenize("green checked top pink skirt red shoes") == [
+        "green</w>", "checked</w>", "top</w>", "pink</w>", "skirt</w>", "red</w>", "shoes</w>"]
+    for word in PROMPT_WORDS:
+        assert tok.tokenize(word) == [word + "</w>"], word
+    # "re" + "d</w>" style pieces of other words are left alone: "reds" is not a garment word
+    assert "".join(tok.tokenize("reds")).replace("</w>", "") == "reds" and len(tok.tokenize("reds")) > 1
+    assert tok.tokenize("a person") == ["a</w>", "p", "e", "r", "s", "o", "n</w>"]
+    ids = tok("red top").input_ids
+    assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id and len(ids) == 4

@@ -51,6 +51,10 @@ HAIR_COLORS = {"black": (20, 18, 18), "dark-brown": (60, 40, 25), "brown": (110,
 HAIR_STYLES = ("short", "long", "ponytail", "buzz")
 FACE_MARKS = ("none", "mole", "beard", "glasses")
 VIEWS = ("front", "back", "side")
+# every word the template caption engine writes for these garments (clothes prompts drop the hyphen
+# of "two-tone"): the vocabulary a tiny demo text encoder gets as whole tokens
+PROMPT_WORDS = tuple(COLOR_NAMES) + tuple(p for p in UPPER_PATTERNS if p not in ("solid", "two-tone")) + ("twotone", "top") \
+    + tuple(sorted(set(LOWER_TYPES))) + ("shoes", "hat")
 
 
 class SynthOptionError(ValueError):

@@ -22,21 +22,51 @@ TINY_UNET = dict(block_out_channels=(32, 64), layers_per_block=1, cross_attentio
                  up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
 
 
-def write_clip_tokenizer(folder: str, max_length: int = 77):
-    """A character-level CLIPTokenizer (vocab.json + merges.txt) that needs no download."""
+def write_clip_tokenizer(folder: str, max_length: int = 77, words: tuple[str, ...] = ()):
+    """A CLIPTokenizer (vocab.json + merges.txt) that needs no download: character-level, plus one
+    token per word of `words` (BPE merges built so each of them is a single token, as the real CLIP
+    vocabulary has for common words). A tiny text encoder learns "red" far faster as one token
+    than as a spelling; prompts of other words fall back to characters."""
     from transformers import CLIPTokenizer
 
     os.makedirs(folder, exist_ok=True)
     chars = string.ascii_lowercase + string.digits + string.punctuation
     tokens = ["<|startoftext|>", "<|endoftext|>"] + list(chars) + [c + "</w>" for c in chars]
+    merges = word_merges(sorted({w.lower() for w in words}))
+    tokens += [a + b for a, b in merges]
     with open(os.path.join(folder, "vocab.json"), "w", encoding="utf-8") as fh:
         json.dump({t: i for i, t in enumerate(tokens)}, fh)
     with open(os.path.join(folder, "merges.txt"), "w", encoding="utf-8") as fh:
-        fh.write("#version: 0.2\n")
+        fh.write("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
     tok = CLIPTokenizer(os.path.join(folder, "vocab.json"), os.path.join(folder, "merges.txt"),
                         model_max_length=max_length, pad_token="<|endoftext|>")
     tok.save_pretrained(folder)
     return tok
+
+
+def _bpe(word: str, ranks: dict) -> list[str]:
+    """CLIP's BPE of one word: characters, the last with '</w>', merged lowest rank first."""
+    parts = list(word[:-1]) + [word[-1] + "</w>"]
+    while len(parts) > 1:
+        pairs = [(ranks.get((a, b), len(ranks) + 1), i) for i, (a, b) in enumerate(zip(parts, parts[1:]))]
+        rank, i = min(pairs)
+        if rank > len(ranks):
+            break
+        parts[i:i + 2] = [parts[i] + parts[i + 1]]
+    return parts
+
+
+def word_merges(words) -> list[tuple[str, str]]:
+    """Merges, in rank order, after which every word in `words` is one BPE token. A new merge joins the
+    first two pieces of a word still in pieces; appended last, it cannot split a finished word."""
+    merges: list[tuple[str, str]] = []
+    ranks: dict = {}
+    for word in words:
+        while len(parts := _bpe(word, ranks)) > 1:
+            pair = (parts[0], parts[1])
+            ranks[pair] = len(merges)
+            merges.append(pair)
+    return merges
 
 
 SD15_TEXT = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12)
@@ -44,12 +74,13 @@ SD15_VAE = (128, 256, 512, 512)
 
 
 def make_inpaint_pipeline(*, unet: dict | None = None, text: dict | None = None,
-                          vae_channels: tuple[int, ...] = (16, 32), seed: int = 0):
+                          vae_channels: tuple[int, ...] = (16, 32), seed: int = 0, words: tuple[str, ...] = ()):
     """A random-weight StableDiffusionInpaintPipeline (9-channel U-Net) in memory.
 
     `unet` overrides the U-Net config (default TINY_UNET; SD15_UNET gives SD-1.5 sizes), `text` the
     CLIP text config (SD15_TEXT: ViT-L/14's text tower). The VAE downsamples by
-    2**(len(vae_channels)-1): 2 with the default (16, 32), SD's 8 with SD15_VAE.
+    2**(len(vae_channels)-1): 2 with the default (16, 32), SD's 8 with SD15_VAE. `words` get one
+    token each (write_clip_tokenizer).
     """
     import torch
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
@@ -67,7 +98,7 @@ def make_inpaint_pipeline(*, unet: dict | None = None, text: dict | None = None,
                         down_block_types=("DownEncoderBlock2D",) * len(vae_channels),
                         up_block_types=("UpDecoderBlock2D",) * len(vae_channels))
     with tempfile.TemporaryDirectory() as tok_dir:
-        tokenizer = write_clip_tokenizer(tok_dir)
+        tokenizer = write_clip_tokenizer(tok_dir, words=words)
     text_model = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), max_position_embeddings=77,
                                               bos_token_id=0, eos_token_id=1, pad_token_id=1, **tcfg))
     scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
