@@ -12,7 +12,6 @@ that camera tint, gain, noise and patterns allow. Regions come from the source's
 from __future__ import annotations
 
 import argparse
-import glob
 import io
 import json
 import os
