@@ -1,7 +1,7 @@
-"""The training steps of DiVE (`reid invert fit`) and DCAC (`reid train --method dcac`) at published
-size: SD-1.5 (`sd15`) and CLIP ViT-B/16 with random weights in the hub layout (configs in
-reidtools/testing/fullsize/), through the real command at a small resolution (64x32; DCAC's ReID input
-128x64) with 1-2 optimiser steps.
+"""The training steps of DiVE (`reid invert fit`), Pose-dIVE (`reid posegen fit`) and DCAC (`reid train
+--method dcac`) at published size: SD-1.5 (`sd15`), CLIP ViT-B/16 and CLIP ViT-L/14 with random weights
+in the hub layout (configs in reidtools/testing/fullsize/), through the real command at a small resolution
+(64x32; DCAC's ReID input 128x64) with 1-2 optimiser steps.
 
 Outside the default suite: `pytest -m fullsize tests/test_fullsize_fit.py`. Every build and run is its
 own process, one at a time. REID_FULLSIZE_LOG=FILE appends one JSON line per process (wall time, peak
@@ -149,6 +149,35 @@ def test_dive_fit_and_sample_sd15_lora_r128(sd15, tmp_path):
     samples = _meta(out)
     assert sorted(m["pid"] for m in samples) == [1, 2] and all(m["modality"] == "ir" for m in samples)
     assert all(m["history"][-1]["parameters"]["steps"] == 1 for m in samples)
+
+
+# ----------------------------------------------------------------------------- Pose-dIVE
+# In fp32 (the CPU's `auto`) the fit holds the trained denoising U-Net with its gradients and two AdamW
+# moments (4 x 3.44 GB), the frozen reference U-Net (3.44 GB), the VAE and CLIP ViT-L/14: measured
+# 18.0 GiB peak RSS at 64x32, too close to a 24 GiB machine's limit beside other jobs. bf16 autocast
+# (AnimateAnyone-style training uses fp16 autocast on GPUs) keeps the trained U-Net and its optimizer
+# in fp32 but the frozen reference U-Net, VAE and encoder in bf16: 15.9 GiB (BENCHMARKS.md).
+POSEGEN_MEMORY = ["--mixed-precision", "bf16"]
+
+def test_posegen_fit_two_sd15_unets_clip_large(sd15, tmp_path):
+    encoder = _build("clip-vit-large-patch14", tmp_path / "clip-l")
+    train = _synth(tmp_path / "synth")
+    ckpt = tmp_path / "posegen"
+    _run("posegen fit sd15 x2", [*REID, "posegen", "fit", train, "-o", str(ckpt), "--base", sd15, "--image-encoder",
+                                 encoder, "--steps", "1", "--batch-size", "1", "--size", "64x32", *POSEGEN_MEMORY,
+                                 "--device", "cpu", "-q"])
+    man = json.loads((ckpt / "manifest.json").read_text())
+    assert man["options"]["mixed_precision"] == "bf16" and man["step"] == 1 and math.isfinite(man["last_loss"])
+    # CLIP ViT-L/14's projection is already SD-1.5's 768-wide cross-attention: no learned projection
+    # (the tiny test models differ, 16 vs 32, and have one)
+    assert man["embed_dim"] == SD15_TEXT_DIM and not (ckpt / "image_proj.safetensors").exists()
+    assert not (ckpt / "reference_unet").exists()     # frozen by default: only the denoising U-Net is saved
+    unet = _header(ckpt / "denoising_unet" / "diffusion_pytorch_model.safetensors")
+    assert round(sum(math.prod(s) for s in unet.values()) / 1e6, 1) == 859.5
+    guiders = _header(ckpt / "pose_guiders.safetensors")
+    # the skeleton guider ends at conv_in's width, SD-1.5's first block: 320 channels from 256
+    assert guiders["skeleton.conv_out.weight"] == (320, 256, 3, 3)
+    assert guiders["skeleton.conv_in.weight"] == (16, 3, 3, 3)
 
 
 # ----------------------------------------------------------------------------- DCAC
