@@ -159,6 +159,7 @@ def test_dive_fit_and_sample_sd15_lora_r128(sd15, tmp_path):
 # in fp32 but the frozen reference U-Net, VAE and encoder in bf16: 15.9 GiB (BENCHMARKS.md).
 POSEGEN_MEMORY = ["--mixed-precision", "bf16"]
 
+
 def test_posegen_fit_two_sd15_unets_clip_large(sd15, tmp_path):
     encoder = _build("clip-vit-large-patch14", tmp_path / "clip-l")
     train = _synth(tmp_path / "synth")
