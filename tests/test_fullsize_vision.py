@@ -103,3 +103,43 @@ def test_mask_segformer_b2_full_size(tmp_path):
         m = meta(s)
         assert m["parse_labels"] == "atr" and m["mask"]["engine"] == "segformer" and m["mask"]["model"] == model
         assert np.array_equal(np.asarray(mask(s)), mask_from_parse(parse, repaint_ids("atr")))
+
+
+# ----------------------------------------------------------------------------- TryOffAnyone (reid tryoff)
+def test_tryoff_tryoffanyone_full_size(tmp_path):
+    from PIL import Image
+
+    from reidtools.generate.tryoff.pipeline import FULL_SIZE_KEY_COUNT, FULL_SIZE_SAMPLE_KEYS
+    from reidtools.testing.fullsize import load_config
+    from reidtools.testing.fullsize.tryoff import paths
+
+    cfg = load_config("tryoffanyone")
+    where = paths(cfg, _build("tryoffanyone", tmp_path / "model"))
+    weights = _safetensors_shapes(os.path.join(where["weights"], "model.safetensors"))
+    assert len(weights) == FULL_SIZE_KEY_COUNT == 416
+    assert {k: weights[k] for k in FULL_SIZE_SAMPLE_KEYS} == FULL_SIZE_SAMPLE_KEYS
+    with open(os.path.join(where["model"], "unet", "config.json"), encoding="utf-8") as fh:
+        unet = json.load(fh)
+    assert unet["in_channels"] == 9 and unet["block_out_channels"] == [320, 640, 1280, 1280]
+    assert os.path.isfile(os.path.join(where["model"], "scheduler", "scheduler_config.json"))
+    assert os.path.isfile(os.path.join(where["vae"], "diffusion_pytorch_model.safetensors"))
+
+    shard = _synth(tmp_path / "synth")
+    out = tmp_path / "out"
+    # fp32: the command's default bf16 (TryOffAnyone's) has no native kernels on an AVX2-only CPU and
+    # ran at ~200 s per image here (BENCHMARKS.md)
+    _run_measured("tryoff tryoffanyone", [*REID, "tryoff", shard, "-o", str(out), "--model", where["model"],
+                                          "--vae", where["vae"], "--weights", where["weights"], "--steps", "1",
+                                          "--size", "128x64", "--device", "cpu", "--dtype", "fp32"])
+    garments = _samples(out)
+    sources = [s["__key__"] for s in _samples(shard)]
+    assert len(garments) == len(sources) == 4
+    for i, (g, src) in enumerate(zip(garments, _meta(out))):
+        assert g["__key__"] == src["garment"] == f"g{i:04d}" and src["source"] == sources[i]
+        with Image.open(io.BytesIO(g["garment.png"])) as picture:
+            assert picture.format == "PNG" and picture.mode == "RGB" and picture.size == (64, 128)
+        entry = src["history"][-1]
+        assert entry["tool"] == "tryoff" and entry["model"] == where["model"]
+        params = entry["parameters"]
+        assert params["steps"] == 1 and params["size"] == [128, 64] and params["weights"] == where["weights"]
+        assert params["dtype"] == "fp32"
