@@ -31,13 +31,36 @@ def best_device(requested: str | None = None):
     return torch.device("cpu")
 
 
+def cpu_has_bf16_kernels() -> bool:
+    """Whether oneDNN has native bf16 kernels on this CPU (AVX512-BF16 or AMX)."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_WARNED: set = set()
+
+
 def torch_dtype(name: str, device=None):
-    """fp16/bf16/fp32 -> torch dtype; half precision on CPU falls back to fp32 (CPU kernels are slow or missing)."""
+    """fp16/bf16/fp32 -> torch dtype. fp16 on CPU falls back to fp32 (CPU kernels are slow or missing).
+    bf16 on a CPU without native bf16 kernels is kept -- it may be what makes a model fit in memory
+    (IDM-VTON is ~28 GB in fp32) -- but warned about: convolutions there run ~40x slower than fp32."""
     import torch
 
     if name not in DTYPES:
         raise ReidError(f"--dtype {name!r} is not one of {', '.join(DTYPES)}")
     dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
-    if device is not None and torch.device(device).type == "cpu" and dtype == torch.float16:
+    on_cpu = device is not None and torch.device(device).type == "cpu"
+    if on_cpu and dtype == torch.float16:
         return torch.float32
+    if on_cpu and dtype == torch.bfloat16 and "bf16-cpu" not in _WARNED and not cpu_has_bf16_kernels():
+        import logging
+
+        _WARNED.add("bf16-cpu")
+        logging.getLogger("reidtools").warning(
+            "--dtype bf16 on a CPU without native bf16 kernels (no AVX512-BF16/AMX): convolutions run "
+            "~40x slower than fp32; pass --dtype fp32 unless the model only fits in memory as bf16")
     return dtype

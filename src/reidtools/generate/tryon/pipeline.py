@@ -47,6 +47,7 @@ import numpy as np
 from PIL import Image
 
 from reidtools.errors import ReidError
+from reidtools.runtime import cpu_has_bf16_kernels
 
 DEFAULT_MODEL = "yisol/IDM-VTON"
 DEFAULT_STEPS, DEFAULT_GUIDANCE, DEFAULT_SIZE = 30, 2.0, (1024, 768)
@@ -186,16 +187,6 @@ def _to_tensor(img: Image.Image, size: tuple[int, int], resample=Image.BICUBIC):
     h, w = size
     arr = np.asarray(img.convert("RGB").resize((w, h), resample), np.float32)
     return torch.from_numpy(arr).permute(2, 0, 1)[None] / 127.5 - 1.0
-
-
-def cpu_has_bf16_kernels() -> bool:
-    """Whether oneDNN has native bf16 kernels on this CPU (AVX512-BF16 or AMX)."""
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def composite(person: Image.Image, generated: Image.Image, mask: Image.Image) -> Image.Image:
