@@ -99,8 +99,14 @@ class TarStream:
             self._pool = None
 
     def close(self) -> None:
-        self._drain()
-        self.tar.close()
+        try:
+            self._drain()
+            self.tar.close()
+        except BaseException:
+            # e.g. stdout closed: the error is reported once; without this, tarfile's buffered last
+            # block is flushed again when the stream is collected, adding a second traceback
+            self.discard()
+            raise
 
     def discard(self) -> None:
         """Drop buffered data without writing the end marker (the output is being thrown away)."""
