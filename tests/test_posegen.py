@@ -227,6 +227,54 @@ def test_fit_writes_a_checkpoint_that_diffusers_loads(ckpt):
     assert sorted(p.name for p in ckpt.glob("checkpoint-*")) == ["checkpoint-2"]
 
 
+def _same_file(a, b) -> bool:
+    sa, sb = a.stat(), b.stat()
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def test_the_final_artefact_is_the_last_checkpoint_on_disk_once(ckpt):
+    """A full-size fit wrote its 3.4 GB U-Net twice (checkpoint-N/ and the output folder): the output
+    folder's weight files are now hard links to the newest checkpoint's, and the optimizer state stays
+    in checkpoint-N/ (what --resume reads) only."""
+    last = ckpt / "checkpoint-2"
+    m = json.loads((ckpt / "manifest.json").read_text())
+    assert m == json.loads((last / "manifest.json").read_text())
+    for rel in m["files"]:
+        assert _same_file(ckpt / rel, last / rel) and (ckpt / rel).stat().st_nlink == 2
+    assert {p.name for p in ckpt.iterdir()} == {"checkpoint-2", "denoising_unet", "image_proj.safetensors",
+                                                "manifest.json", "pose_guiders.safetensors"}
+    assert {p.name for p in last.iterdir()} == {"denoising_unet", "image_proj.safetensors", "manifest.json",
+                                                "pose_guiders.safetensors", "train_state.json",
+                                                "train_state.safetensors"}
+    # every safetensors file of the folder, checkpoint included, is on disk once
+    inodes = [(p.stat().st_dev, p.stat().st_ino) for p in ckpt.rglob("*.safetensors")]
+    assert len(inodes) == 7 and len(set(inodes)) == 4
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_publishing_a_checkpoint_survives_its_deletion(ckpt, tmp_path, monkeypatch, links):
+    """Without hard links (another filesystem) the weights are copied; either way the artefact keeps
+    its digests and loads once the checkpoint it came from is gone."""
+    import os
+    import shutil
+
+    from reidtools.pretrained import publish_checkpoint, read_config, verify_all
+
+    src = tmp_path / "checkpoint-2"
+    shutil.copytree(ckpt / "checkpoint-2", src)
+    if not links:
+        def no_link(a, b):
+            raise OSError(18, "Invalid cross-device link")
+        monkeypatch.setattr(os, "link", no_link)
+    out = tmp_path / "out"
+    publish_checkpoint(str(src), str(out), name="manifest.json")
+    unet = "denoising_unet/diffusion_pytorch_model.safetensors"
+    assert _same_file(out / unet, src / unet) is links
+    assert not (out / "train_state.safetensors").exists()
+    shutil.rmtree(src)
+    verify_all(str(out), read_config(str(out), name="manifest.json"))
+
+
 def test_a_corrupted_unet_file_is_one_error_naming_it(ckpt, synth_dir, tmp_path, capsys):
     import shutil
 
@@ -256,6 +304,9 @@ def test_resume_reproduces_an_uninterrupted_run(ckpt, tiny_models, synth_dir, tm
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
     assert json.loads((part / "manifest.json").read_text())["step"] == 3
+    # the resumed folder's artefact now is checkpoint-3 (checkpoint-2 pruned), still on disk once
+    assert sorted(p.name for p in part.glob("checkpoint-*")) == ["checkpoint-3"]
+    assert _same_file(part / "pose_guiders.safetensors", part / "checkpoint-3" / "pose_guiders.safetensors")
 
 
 def test_sample_records_target_poses_and_is_reproducible(ckpt, synth_dir, tmp_path):

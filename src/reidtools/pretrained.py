@@ -9,7 +9,8 @@ transformers save themselves. Classes expose it as `save_pretrained(folder)` /
   present is complete; `read_config` + `load_tensors` check the format and each file's SHA-256, so a
   truncated or flipped weight file is one clear error instead of silently wrong weights.
 - Training saves resumable `checkpoint-N/` folders (the artefact plus `train_state.*`) under the
-  output folder, keeps the newest `keep`, and resumes from `latest_checkpoint`.
+  output folder, keeps the newest `keep`, and resumes from `latest_checkpoint`; `publish_checkpoint`
+  makes the last one the output folder's artefact by hard links, so its weights are on disk once.
 
 Nothing is unpickled: weights and optimizer moments are safetensors, the rest JSON.
 """
@@ -158,6 +159,60 @@ def prune_checkpoints(root: str, keep: int, name: str = "config.json") -> None:
     done = checkpoints(root, name)
     for _, path in done[:-keep] if keep > 0 else done:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def swap_folder(tmp: str, folder: str) -> None:
+    """Move the complete folder `tmp` to `folder`, replacing an old one (a killed swap leaves the old
+    folder, or at worst `folder.old`, never a mix of both)."""
+    old = folder + ".old"
+    if os.path.isdir(folder):
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    if src.endswith(".safetensors"):
+        try:
+            os.link(src, dst)
+            return
+        except OSError:   # no hard links on this filesystem (or across devices): a copy
+            pass
+    shutil.copy2(src, dst)
+
+
+def publish_checkpoint(ckpt: str, folder: str, *, name: str = "config.json") -> dict:
+    """The artefact of checkpoint `ckpt` (a checkpoint-N/ folder) as `folder`'s final artefact, without
+    a second copy of its weights: each *.safetensors becomes a hard link to the checkpoint's file (a
+    copy where the filesystem has none), other files are copied, `train_state.*` stays behind, and the
+    config, whose `files` digests are the checkpoint's, is written last. Weight files are only ever
+    replaced by rename, never rewritten in place, so pruning or overwriting the checkpoint later leaves
+    this artefact whole. Returns the config."""
+    config = read_config(ckpt, name=name)
+    os.makedirs(folder, exist_ok=True)
+    for entry in sorted(os.listdir(ckpt)):
+        if entry in (name, TRAIN_STATE, TRAIN_STATE_JSON) or entry.startswith("."):
+            continue
+        src, dst = os.path.join(ckpt, entry), os.path.join(folder, entry)
+        tmp = f"{dst}.{os.getpid()}.tmp"
+        try:
+            if os.path.isdir(src):
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.copytree(src, tmp, copy_function=_link_or_copy)
+                swap_folder(tmp, dst)
+            else:
+                _link_or_copy(src, tmp)
+                os.replace(tmp, dst)
+        except OSError as exc:
+            raise ReidError(f"{dst}: cannot write ({exc.strerror or exc})") from None
+        finally:
+            if os.path.isdir(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
+            elif os.path.lexists(tmp):
+                os.remove(tmp)
+    write_json_atomic(os.path.join(folder, name), config)
+    return config
 
 
 def save_train_state(folder: str, step: int, optimizer, extra: dict | None = None, meta: dict | None = None) -> None:

@@ -4,7 +4,8 @@
 `pose_guiders.safetensors`, `image_proj.safetensors` (when a projection exists), and `manifest.json`
 with `files`: the SHA-256 of every weight file, checked on load (`reidtools.pretrained`).
 `checkpoint-N/` holds the same at step N plus `train_state.safetensors` + `train_state.json`
-(optimizer, step), from which --resume continues; the newest --keep-checkpoints are kept.
+(optimizer, step), from which --resume continues; the newest --keep-checkpoints are kept. The final
+artefact's weight files are hard links to the last checkpoint's (`pretrained.publish_checkpoint`).
 """
 
 from __future__ import annotations
@@ -30,14 +31,12 @@ def read_manifest(ckpt_dir: str) -> dict:
 
 def save_unet(unet, folder: str) -> None:
     """save_pretrained into FOLDER.tmp, then swap it in (a killed save leaves the old folder)."""
-    tmp, old = folder + ".tmp", folder + ".old"
+    from reidtools.pretrained import swap_folder
+
+    tmp = folder + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     unet.save_pretrained(tmp, safe_serialization=True)
-    if os.path.isdir(folder):
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(folder, old)
-    os.replace(tmp, folder)
-    shutil.rmtree(old, ignore_errors=True)
+    swap_folder(tmp, folder)
 
 
 def prefixed(module, prefix: str) -> dict:
@@ -60,15 +59,15 @@ def save_artifact(folder: str, net, manifest: dict, train_reference: bool) -> di
 def save_checkpoint(ckpt_dir: str, net, manifest: dict, step: int, loss: float, optimizer, train_reference: bool, *,
                     keep: int = 1, final: bool = False) -> None:
     """`ckpt_dir/checkpoint-STEP/` (artefact + optimizer state); with `final`, the artefact in ckpt_dir too."""
-    from reidtools.pretrained import checkpoint_path, prune_checkpoints, save_train_state
+    from reidtools.pretrained import checkpoint_path, prune_checkpoints, publish_checkpoint, save_train_state
 
     manifest = {**manifest, "step": step, "last_loss": loss}
     path = checkpoint_path(ckpt_dir, step)
     save_artifact(path, net, manifest, train_reference)
     save_train_state(path, step, optimizer)
     prune_checkpoints(ckpt_dir, keep, name=MANIFEST)
-    if final:
-        save_artifact(ckpt_dir, net, manifest, train_reference)
+    if final:   # the same bytes as checkpoint-STEP's: hard links, not a second 3.4 GB U-Net
+        publish_checkpoint(path, ckpt_dir, name=MANIFEST)
 
 
 def load_parts(net, ckpt_dir: str, manifest: dict) -> None:

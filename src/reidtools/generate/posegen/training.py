@@ -22,7 +22,8 @@ value 0.1 is AnimateAnyone's released code, on which Pose-dIVE's architecture is
 
 Checkpoint folder: `denoising_unet/` (diffusers layout, safetensors), `reference_unet/` (only when
 trained), `pose_guiders.safetensors`, `image_proj.safetensors` (when a projection exists),
-`manifest.json`, and `train_state.safetensors` + `train_state.json` (optimizer, step) for --resume.
+`manifest.json`; `checkpoint-N/` holds the same plus `train_state.safetensors` + `train_state.json`
+(optimizer, step) for --resume, and the final artefact's weight files are hard links to its own.
 """
 
 from __future__ import annotations
