@@ -168,6 +168,20 @@ def test_cli_tryoff_writes_a_catalogue(tiny, synth_dir, tmp_path):
     assert os.path.getmtime(tmp_path / "cat" / "people-000000.tar") == before
 
 
+def test_history_records_the_dtype_that_ran(tiny, synth_dir, tmp_path):
+    """--dtype fp16 on a CPU runs in fp32 (runtime.torch_dtype): the history says fp32, not the request."""
+    from reidtools.shards import iter_shard
+    from reidtools.shards.sample import meta
+
+    shard = _small_shard(synth_dir, tmp_path / "in", n=1)
+    assert _reid(["tryoff", str(shard), "-o", str(tmp_path / "cat"), "--model", tiny["model"], "--vae", tiny["vae"],
+                  "--weights", tiny["weights"], "--steps", "1", "--size", "64x32", "--dtype", "fp16", "--device", "cpu",
+                  "-q"]) == 0
+    (s,) = list(iter_shard(str(tmp_path / "cat" / "people-000000.tar")))
+    params = meta(s)["history"][-1]["parameters"]
+    assert params["dtype"] == "fp32" and "dtypes" not in params   # U-Net and VAE alike
+
+
 def test_cli_tryoff_sample_without_region_is_one_line_error(tiny, synth_dir, tmp_path, capsys):
     reid = _reid
     from reidtools.shards import ShardWriter, iter_shard

@@ -322,6 +322,26 @@ def test_fp16_keeps_the_sdxl_vae_in_fp32(tiny_dir):
     assert next(half.image_proj.parameters()).dtype == torch.float16
 
 
+@pytest.mark.parametrize("asked, want", [
+    # a CPU without bf16 kernels keeps the VAE in fp32 (test_bf16_on_a_cpu_without_bf16_kernels_...)
+    ("bf16", {"dtype": "bf16", "dtypes": {"text_encoder": "bf16", "text_encoder_2": "bf16", "image_encoder": "bf16",
+                                          "unet_encoder": "bf16", "unet": "bf16", "image_proj": "bf16", "vae": "fp32"}}),
+    ("fp16", {"dtype": "fp32"}),   # a CPU runs fp16 as fp32 (runtime.torch_dtype), every model alike
+])
+def test_history_records_the_dtypes_that_ran(tiny_dir, catalogue, synth_dir, tmp_path, monkeypatch, asked, want):
+    from reidtools.shards import iter_shard
+    from reidtools.shards.sample import meta
+
+    monkeypatch.setattr(T, "cpu_has_bf16_kernels", lambda: False)
+    persons = _persons(synth_dir, tmp_path / "in", pids=(1,))
+    assert _reid(["tryon", str(persons), "--garments", str(catalogue), "-o", str(tmp_path / "out"), "--model", tiny_dir,
+                  "--per-id", "1", "--garments-per", "1", "--steps", "1", "--size", "64x32", "--dtype", asked,
+                  "--device", "cpu", "-q"]) == 0
+    (s,) = list(iter_shard(str(tmp_path / "out" / "persons-000000.tar")))
+    params = meta(s)["history"][-1]["parameters"]
+    assert {k: params.get(k) for k in ("dtype", "dtypes") if k in params} == want
+
+
 def test_multimodal_tryon_upper_body_region_and_quality_ranked_people(tiny_dir, catalogue, synth_dir, tmp_path):
     """HSGL Alg. 1: line 11 gives each catalogue garment a description T_desc, line 13 passes it to the
     try-on (IDM-VTON's prompts "model is wearing {desc}" / "a photo of {desc}"); line 12 takes each

@@ -64,3 +64,22 @@ def torch_dtype(name: str, device=None):
             "--dtype bf16 on a CPU without native bf16 kernels (no AVX512-BF16/AMX): convolutions run "
             "~40x slower than fp32; pass --dtype fp32 unless the model only fits in memory as bf16")
     return dtype
+
+
+def dtype_name(dtype) -> str:
+    """A torch dtype by its --dtype name (fp32, fp16, bf16; anything else as torch spells it)."""
+    import torch
+
+    return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, str(dtype).replace("torch.", ""))
+
+
+def dtype_record(modules: dict, main: str) -> dict:
+    """The precision a generator ran in, for `history`: `dtype` = that of `modules[main]` (the denoising
+    network), and `dtypes` = {component: dtype} when the components differ. Read from the loaded weights,
+    not from --dtype: a CPU runs fp16 as fp32 (`torch_dtype`) and a pipeline may keep a part in fp32 (the
+    SDXL VAE, or a VAE on a CPU without bf16 kernels)."""
+    names = {k: dtype_name(next(m.parameters()).dtype) for k, m in modules.items() if m is not None}
+    out = {"dtype": names[main]}
+    if len(set(names.values())) > 1:
+        out["dtypes"] = names
+    return out

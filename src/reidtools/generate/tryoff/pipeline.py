@@ -231,6 +231,12 @@ class TryOffPipeline:
             load_fine_tuned(unet, resolve_model(weights))
         return cls(unet, vae_model, scheduler, device, dtype)
 
+    def precision(self) -> dict:
+        """`dtype` the U-Net runs in, and `dtypes` per model when they differ (runtime.dtype_record)."""
+        from reidtools.runtime import dtype_record
+
+        return dtype_record({"unet": self.unet, "vae": self.vae}, "unet")
+
     def _encode(self, pixels, generators):
         dist = self.vae.encode(pixels).latent_dist
         return dist.sample(generator=generators) * self.vae.config.scaling_factor

@@ -57,7 +57,7 @@ def run_tryoff(run: TryOffRun, *, progress: bool = True):
     h, w = run.size
     settings = TryOffSettings(steps=run.steps, scale=run.scale, eta=run.eta, size=(h, w))
     params = dict(steps=run.steps, scale=run.scale, eta=run.eta, size=[h, w], garment=run.garment, vae=run.vae,
-                  weights=run.weights, dtype=run.dtype)
+                  weights=run.weights, **pipe.precision())
     counts = StageCounts()
     index_in_shard: dict = {}
 

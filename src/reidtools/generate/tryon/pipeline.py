@@ -260,6 +260,12 @@ class TryOnPipeline:
             # IDM-VTON passes CLIPImageProcessor() (224 px): sized to the encoder, that is the same
             self.image_processor = CLIPImageProcessor(size={"shortest_edge": s}, crop_size={"height": s, "width": s})
 
+    def precision(self) -> dict:
+        """`dtype` the U-Nets run in, and `dtypes` per model when they differ (runtime.dtype_record)."""
+        from reidtools.runtime import dtype_record
+
+        return dtype_record({name: getattr(self, name) for name in self.MODELS}, "unet")
+
     def _install_offload(self) -> None:
         """Model-level CPU offload with accelerate hooks: a model moves to the device when it runs and
         every other model goes back to the CPU first, so at most one model is on the device (the

@@ -161,7 +161,7 @@ def run_tryon(run: TryOnRun, *, progress: bool = True):
                                       garment_prompt=run.garment_prompt.format(desc=desc),
                                       negative_prompt=run.negative_prompt)
     params = dict(steps=run.steps, guidance=run.guidance, size=[h, w], negative_prompt=run.negative_prompt,
-                  arms=run.arms, ip_adapter=run.ip_adapter, dtype=run.dtype, region=run.region)
+                  arms=run.arms, ip_adapter=run.ip_adapter, region=run.region, **pipe.precision())
     counts = StageCounts()
     whole_mask: list[str] = []
 
