@@ -3,9 +3,15 @@
 Each entry is a diffusers scheduler class and the config overrides that make it the named sampler
 (DPM-Solver++ is DPMSolverMultistepScheduler with `algorithm_type="dpmsolver++"`: DiVE §4.1).
 `default` keeps the scheduler saved with the model (PNDM for SD-1.5 inpainting).
+
+A new scheduler keeps the model's noise schedule (its config), with two guards: x0 clipping stays
+off unless the model's config asks for it (every model here is latent diffusion), and a model trained
+on a zero-terminal-SNR schedule cannot be sampled by a scheduler that would silently drop it.
 """
 
 from __future__ import annotations
+
+import inspect
 
 from reidtools.errors import ReidError
 
@@ -32,7 +38,18 @@ def make_scheduler(name: str, config):
     if entry is None:
         return None
     cls, overrides = entry
-    return getattr(diffusers, cls).from_config(config, **overrides)
+    target = getattr(diffusers, cls)
+    accepts = inspect.signature(target.__init__).parameters
+    if config.get("rescale_betas_zero_snr") and "rescale_betas_zero_snr" not in accepts:
+        raise ReidError(f"--scheduler {name}: the model was trained on a zero-terminal-SNR schedule "
+                        f"(`reid finetune --zero-snr`), which {cls} cannot sample; use ddim, ddpm, euler, "
+                        "dpm++ or unipc")
+    if "clip_sample" in accepts and "clip_sample" not in config:
+        # DDIM's and DDPM's own default clamps every x0 estimate to [-1, 1]: right for pixel-space
+        # models, wrong for latents, which are unit-variance and often beyond it. A config saved by a
+        # scheduler without the option (SD-1.5 inpainting's PNDM) would otherwise switch it on.
+        overrides = {**overrides, "clip_sample": False}
+    return target.from_config(config, **overrides)
 
 
 def set_scheduler(pipe, name: str) -> None:
