@@ -35,6 +35,11 @@ from reidtools.commands._options import SD_INPAINT, command, inputs_argument, ou
               help="Fraction of prompts replaced by the empty prompt (for classifier-free guidance).")
 @click.option("--prediction-type", type=click.Choice(["epsilon", "v_prediction"]), default=None,
               help="Train (and save the scheduler) with this target [default: the model scheduler's own].")
+@click.option("--zero-snr", is_flag=True,
+              help="--method full: train on the noise schedule rescaled to zero terminal SNR and save a DDIM "
+                   "scheduler on it (Lin et al. 2024; needs --prediction-type v_prediction). SD's schedule leaks "
+                   "each garment's mean colour through its last timestep, so a model trained on it ignores the "
+                   "prompt's colours when sampling from pure noise.")
 @click.option("--train-text-encoder/--freeze-text-encoder", default=True,
               help="--method full: also train the text encoder.")
 @click.option("--vae-steps", type=click.IntRange(min=0), default=0,
@@ -43,7 +48,8 @@ from reidtools.commands._options import SD_INPAINT, command, inputs_argument, ou
 @click.option("--vae-lr", type=float, default=1e-3, help="--vae-steps: AdamW learning rate of the VAE.")
 @click.option("--flip/--no-flip", default=True, help="Random horizontal flips.")
 @click.option("--mixed-precision", type=click.Choice(["auto", "no", "fp16", "bf16"]), default="auto",
-              help="accelerate mixed precision; auto = fp16 on CUDA, none on CPU.")
+              help="accelerate mixed precision; auto = fp16 on CUDA, none on CPU. fp16 needs a GPU; "
+                   "bf16 on a CPU without bf16 kernels is warned about (many times slower than no).")
 @click.option("--save-every", type=click.IntRange(min=0), default=0,
               help="Write a resumable checkpoint-N/ every N steps (0: only the final save).")
 @click.option("--resume", is_flag=True, help="Continue from the newest checkpoint-N/ in -o.")
@@ -65,7 +71,8 @@ def cli(inputs, output, lora_targets, size, resume, device, **options) -> None:
     Examples:
       reid finetune cap/train-*.tar -o sd-lora/ --steps 2000 --size 512x256
       reid inpaint cap/ -o gen/ --model sd-lora/ --prompts bank:bank.json
-      reid finetune cap/ -o tiny/ --model tiny-base/ --method full --vae-steps 300 --size 32x16 --lr 1e-3
+      reid finetune cap/ -o tiny/ --model tiny-base/ --method full --vae-steps 300 --size 32x16 --lr 1e-3 \
+        --prediction-type v_prediction --zero-snr
       accelerate launch -m reidtools finetune cap/ -o sd-lora/ --save-every 500 --resume
     """
     from reidtools.commands._options import parse_size
@@ -76,6 +83,12 @@ def cli(inputs, output, lora_targets, size, resume, device, **options) -> None:
         raise click.UsageError("-o names a folder (the pipeline or adapter); - is not possible")
     if options["method"] == "lora" and options["vae_steps"]:
         raise click.BadParameter("trains the VAE, which only --method full does", param_hint="--vae-steps")
+    if options["method"] == "lora" and options["zero_snr"]:
+        raise click.BadParameter("changes the whole U-Net's noise schedule, which only --method full retrains",
+                                 param_hint="--zero-snr")
+    if options["zero_snr"] and options["prediction_type"] == "epsilon":
+        raise click.BadParameter("needs --prediction-type v_prediction (epsilon is undefined at zero SNR)",
+                                 param_hint="--zero-snr")
     targets = tuple(t.strip() for t in lora_targets.split(",") if t.strip())
     if not targets:
         raise click.BadParameter("names no module", param_hint="--lora-targets")

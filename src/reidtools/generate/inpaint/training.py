@@ -19,7 +19,9 @@ Two methods:
   for `vae_steps` steps, the VAE as an autoencoder (reconstruction MSE + a small KL term), after which
   its latent scaling factor is re-estimated as 1/std of the latents (SD's own recipe). That is what a
   tiny random-weight pipeline needs to become a working generator; a real SD model keeps its VAE
-  (`vae_steps` 0). The whole pipeline folder is saved.
+  (`vae_steps` 0). The whole pipeline folder is saved. `zero_snr` retrains it on a zero-terminal-SNR
+  noise schedule and saves a DDIM scheduler on that schedule (`zero_snr_schedulers`): what a tiny
+  pipeline needs to follow its prompts' colours at all.
 
 Determinism: the data order depends on (seed, step) only; each sample's noise, timestep, flip and
 caption dropout on (seed, step, key): neither depends on the batch composition or on the number of
@@ -72,6 +74,7 @@ class FinetuneOptions:
     outside_weight: float = 0.1
     caption_dropout: float = 0.1            # empty prompts, so classifier-free guidance has an unconditional model
     prediction_type: str | None = None      # None: the scheduler's own (epsilon for SD 1.5, v for SD 2)
+    zero_snr: bool = False                  # full only: Lin et al. 2024's zero-terminal-SNR schedule
     train_text_encoder: bool = True         # full only
     vae_steps: int = 0                      # full only
     vae_lr: float = 1e-3
@@ -87,6 +90,9 @@ class FinetuneOptions:
             raise ReidError(f"--method {self.method!r} is not one of {', '.join(METHODS)}")
         if self.method == "lora" and self.vae_steps:
             raise ReidError("--vae-steps trains the VAE, which only --method full does")
+        if self.method == "lora" and self.zero_snr:
+            raise ReidError("--zero-snr changes the noise schedule the whole U-Net was trained on, which only "
+                            "--method full retrains")
         if not 0.0 <= self.outside_weight <= 1.0:
             raise ReidError(f"--outside-weight {self.outside_weight} is not in [0, 1]")
         if not 0.0 <= self.caption_dropout < 1.0:
@@ -211,6 +217,26 @@ def vae_loss(vae, pixels, generators, kl_weight: float = 1e-6):
     return F.mse_loss(recon.float(), pixels.float()) + kl_weight * kl
 
 
+def zero_snr_schedulers(config):
+    """(training DDPM, saved DDIM) schedulers on the zero-terminal-SNR schedule.
+
+    Lin et al., "Common Diffusion Noise Schedules and Sample Steps are Flawed" (WACV 2024): SD's
+    schedule leaves a little signal at the last timestep (SNR 0.0047 for scaled_linear), so a model
+    learns to read the image's mean colour out of the "noise"; sampling starts from pure noise, which
+    holds none, and the colours come out random and blotchy. Their fix, all of which is applied: betas
+    rescaled so that SNR(T) = 0 (§3.1), v-prediction (§3.2, epsilon is undefined at SNR 0), sampling
+    from the last timestep, "trailing" (§3.3). A tiny pipeline's 16x8 latents make the leak large: a
+    garment's mean over ~30 latent pixels survives at SNR ~0.14. The saved scheduler is DDIM (PNDM has
+    no rescaling), with x0 clipping off."""
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    if config.get("prediction_type") != "v_prediction":
+        raise ReidError("--zero-snr needs --prediction-type v_prediction (epsilon is undefined at zero SNR, "
+                        "Lin et al. 2024 §3.2)")
+    common = dict(rescale_betas_zero_snr=True, timestep_spacing="trailing", prediction_type="v_prediction")
+    return DDPMScheduler.from_config(config, **common), DDIMScheduler.from_config(config, clip_sample=False, **common)
+
+
 # ----------------------------------------------------------------------------- helpers
 def sha256(path: str) -> str:
     h = hashlib.sha256()
@@ -305,9 +331,11 @@ def finetune(shards: list[str], output: str, opts: FinetuneOptions, *, resume: b
     if opts.prediction_type:
         noise_sched.register_to_config(prediction_type=opts.prediction_type)
         scheduler.register_to_config(prediction_type=opts.prediction_type)   # saved: inference agrees
+    if opts.zero_snr:
+        noise_sched, pipe.scheduler = zero_snr_schedulers(scheduler.config)
 
     cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
-    acc = Accelerator(mixed_precision=mixed_precision(opts.mixed_precision), cpu=cpu)
+    acc = Accelerator(mixed_precision=mixed_precision(opts.mixed_precision, cpu=cpu), cpu=cpu)
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(acc.mixed_precision, torch.float32)
     for m in (unet, vae, text_encoder):
         m.requires_grad_(False)
@@ -556,7 +584,8 @@ def _last_loss(path: str) -> float | None:
 
 
 def _check_resume(old: dict, new: dict) -> None:
-    for name in ("model", "method", "rank", "lora_targets", "size", "vae_steps", "train_text_encoder", "prediction_type"):
+    for name in ("model", "method", "rank", "lora_targets", "size", "vae_steps", "train_text_encoder", "prediction_type",
+                 "zero_snr"):
         if old.get(name) != new.get(name):
             raise ReidError(f"--resume: --{name.replace('_', '-')} {new.get(name)!r} differs from the checkpoint's "
                             f"{old.get(name)!r}")
