@@ -66,14 +66,14 @@ $(OUT)/bank.json: $(OUT)/masked/.done
 	$(REID) caption --engine template $(OUT)/masked/train-*.tar -o $(OUT)/captioned --bank $@ -q
 
 $(OUT)/models/base/model_index.json:
-	$(PYTHON) $(SCRIPTS)/tiny_models.py inpaint $(OUT)/models/base
+	$(PYTHON) $(SCRIPTS)/tiny_models.py inpaint $(OUT)/models/base --words synth
 
 # a random-weight pipeline cannot draw; trained on the training split's masked images and their own
 # clothing prompts, it learns to paint the prompted garment colours into a mask
 $(OUT)/models/inpaint/finetune.json: $(OUT)/bank.json $(OUT)/models/base/model_index.json
 	$(REID) finetune $(OUT)/captioned/train-*.tar -o $(@D) --model $(OUT)/models/base --method full \
 	  --vae-steps $(VAE_STEPS) --steps $(FT_STEPS) --batch-size $(FT_BATCH) --lr 1e-3 --vae-lr 2e-3 \
-	  --prediction-type v_prediction --size $(GEN_SIZE) --seed $(GEN_SEED) -q
+	  --prediction-type v_prediction --zero-snr --size $(GEN_SIZE) --seed $(GEN_SEED) -q
 
 $(OUT)/generated/.done: $(OUT)/bank.json $(OUT)/models/inpaint/finetune.json
 	$(REID) inpaint $(OUT)/captioned/train-*.tar -o $(OUT)/generated --model $(OUT)/models/inpaint \
