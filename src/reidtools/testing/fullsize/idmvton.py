@@ -75,14 +75,15 @@ def _tryon_state(cfg: dict) -> dict:
     return {k: v.contiguous() for k, v in state.items()}
 
 
-def build_idmvton(cfg: dict, folder: str, *, seed: int = 0) -> str:
-    """Write every component of `cfg` (the idm-vton.json data file) to `folder`, one at a time."""
+def build_idmvton(cfg: dict, folder: str, *, seed: int = 0, dtype=None) -> str:
+    """Write every component of `cfg` (the idm-vton.json data file) to `folder`, one at a time, in
+    `dtype` (default: the config's `save_dtype`)."""
     import diffusers
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from safetensors.torch import save_file
 
-    dtype = getattr(torch, cfg["save_dtype"])
+    dtype = dtype or getattr(torch, cfg["save_dtype"])
     os.makedirs(folder, exist_ok=True)
     _save_tokenizers(cfg, folder)
     sched = dict(cfg["scheduler"])
