@@ -9,6 +9,6 @@
 - `posegen/`   Pose-dIVE: reference + denoising U-Nets with pose guiders, fitting and sampling
 
 Shared pieces: `prompts` (DLCR's bank and the prompt policies), `attention` (reference-attention
-plumbing between two U-Nets). Random-weight builders for tests, the demo and benchmarks live in
-`reidtools.testing`, outside the library proper.
+plumbing between two U-Nets), `options` (the settings the generator commands share). Random-weight
+builders for tests, the demo and benchmarks live in `reidtools.testing`, outside the library proper.
 """

@@ -108,13 +108,18 @@ def _env_int(env, name: str) -> int:
         raise UsageError(f"environment variable {name}={env[name]!r} is not an integer") from None
 
 
+def check_task(index: int, count: int) -> None:
+    """A usage error unless `index` is one of `count` tasks (0-based)."""
+    if count < 1 or not 0 <= index < count:
+        raise UsageError(f"--shard-index {index} is not in 0..{count - 1} (--num-shards {count})")
+
+
 def split_shards(shards: list[str], index: int, count: int) -> list[str]:
     """This task's shards: every `count`-th shard starting at `index`.
 
     Fewer shards than tasks is an error, never an idle task that looks like success.
     """
-    if count < 1 or not 0 <= index < count:
-        raise UsageError(f"--shard-index {index} is not in 0..{count - 1} (--num-shards {count})")
+    check_task(index, count)
     if count > 1 and STDIN in shards:
         raise ReidError("stdin ('-') cannot be split across tasks; pass shard files")
     if len(shards) < count:

@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass
 
 from reidtools.errors import ReidError
+from reidtools.generate.options import GeneratorOptions
 
 log = logging.getLogger("reidtools")
 
@@ -27,8 +28,8 @@ GARMENT_QUESTION = "Describe this garment in a few words."
 STAGE = ".caption-stage"
 
 
-@dataclass
-class CaptionRun:
+@dataclass(kw_only=True)
+class CaptionRun(GeneratorOptions):
     inputs: tuple
     output: str
     engine: str = "llava"
@@ -42,12 +43,6 @@ class CaptionRun:
     words: int = 200                      # DLCR
     recaption: bool = False
     bank_path: str | None = None
-    batch_size: int = 8
-    dtype: str = "fp16"
-    device: str | None = None
-    shard_index: int = 0
-    num_shards: int = 1
-    seed: int = 0
     overwrite: bool = False
 
 

@@ -12,12 +12,13 @@ import logging
 from dataclasses import dataclass
 
 from reidtools.errors import ReidError, SampleError
+from reidtools.generate.options import GeneratorOptions
 
 log = logging.getLogger("reidtools")
 
 
-@dataclass
-class InpaintRun:
+@dataclass(kw_only=True)
+class InpaintRun(GeneratorOptions):
     inputs: tuple
     output: str
     prompt_spec: str
@@ -29,9 +30,6 @@ class InpaintRun:
     guidance: float = 7.5                # diffusers' default; DLCR passes none
     strength: float = 1.0
     scheduler: str = "default"
-    batch_size: int = 8
-    dtype: str = "fp16"
-    device: str | None = None
     compile: bool = False
     channels_last: bool = True
     fmt: str = "png"
@@ -41,9 +39,6 @@ class InpaintRun:
     discriminator: str | None = None
     dg_weight: float = 1.0
     dg_min_t: float = 0.0                # DLCR §12.1: "at each denoising step" (released code: 200)
-    shard_index: int = 0
-    num_shards: int = 1
-    seed: int = 0
     overwrite: bool = False
 
 

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from reidtools.errors import ReidError
+from reidtools.generate.options import GeneratorOptions
 from reidtools.generate.inversion.checkpoint import load_pipeline
 from reidtools.generate.inversion.data import PAPER_TEMPLATE
 from reidtools.seeding import derive_seed
@@ -104,8 +105,8 @@ def generate(pipe, manifest: dict, batch: list[Job], *, seed: int, steps: int, g
     return out
 
 
-@dataclass
-class SampleRun:
+@dataclass(kw_only=True)
+class SampleRun(GeneratorOptions):
     ckpt_dir: str
     output: str
     ids: str | None = None               # comma-separated identity keys or pids; None = every identity
@@ -116,13 +117,7 @@ class SampleRun:
     guidance: float = 7.5
     size: tuple[int, int] | None = None  # None = the training size
     base: str | None = None
-    batch_size: int = 8
     shard_size: int = 1000
-    dtype: str = "fp16"
-    device: str | None = None
-    shard_index: int = 0
-    num_shards: int = 1
-    seed: int = 0
 
 
 def run_sample(run: SampleRun, *, progress: bool = True) -> int:

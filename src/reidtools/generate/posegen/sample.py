@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass, field
 
 from reidtools.errors import ReidError, SampleError
+from reidtools.generate.options import GeneratorOptions
 from reidtools.shards.images import decode
 from reidtools.generate.posegen.checkpoint import DENOISING, REFERENCE, load_parts, load_unet_folder
 from reidtools.generate.posegen.conditions import condition_fields, condition_tensors, image_bytes, pixels
@@ -297,8 +298,8 @@ def make_sample(job: Job, img, *, model: str, params: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- writing
-@dataclass
-class SampleRun:
+@dataclass(kw_only=True)
+class SampleRun(GeneratorOptions):
     """`reid posegen sample`'s options (Pose-dIVE seed 004; AnimateAnyone's sampler where it is silent)."""
     ckpt_dir: str
     inputs: tuple                        # person shards (references)
@@ -315,12 +316,6 @@ class SampleRun:
     keypoints: list | None = None
     base: str | None = None
     image_encoder: str | None = None
-    batch_size: int = 8
-    dtype: str = "fp16"
-    device: str | None = None
-    shard_index: int = 0
-    num_shards: int = 1
-    seed: int = 0
 
 
 def run_sample(run: SampleRun, *, progress: bool = True) -> int:

@@ -12,14 +12,15 @@ import logging
 from dataclasses import dataclass
 
 from reidtools.errors import SampleError
+from reidtools.generate.options import GeneratorOptions
 
 log = logging.getLogger("reidtools")
 
 PER_SHARD = 10000  # garment ids: g<shard position * 10000 + index in shard>
 
 
-@dataclass
-class TryOffRun:
+@dataclass(kw_only=True)
+class TryOffRun(GeneratorOptions):
     inputs: tuple
     output: str
     model: str = "stable-diffusion-v1-5/stable-diffusion-inpainting"   # TryOffAnyone's base
@@ -31,12 +32,8 @@ class TryOffRun:
     eta: float = 1.0
     size: tuple[int, int] = (512, 384)
     batch_size: int = 1
-    empty_mask: str = "skip"
-    device: str | None = None
     dtype: str = "bf16"                   # TryOffAnyone
-    shard_index: int = 0
-    num_shards: int = 1
-    seed: int = 0
+    empty_mask: str = "skip"
     overwrite: bool = False
 
 
