@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import click
 
-from reidtools.commands._options import (command, fit_checkpoint_options, inputs_argument, output_option, progress_enabled, resolve_task,
-                                         seed_option, task_options)
+from reidtools.commands._options import (command, device_option, dtype_option, fit_checkpoint_options, inputs_argument,
+                                         output_option, progress_enabled, resolve_task, seed_option, task_options)
 
 HELP = "Re-render identities in new poses and viewpoints (Pose-dIVE)."
 DEFAULT_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -164,9 +164,8 @@ def fit_cmd(inputs, output, conditions, guider_channels, size, keypoints, resume
 @click.option("--base", default=None, help="Base SD folder/id for VAE and scheduler [default: the manifest's].")
 @click.option("--image-encoder", default=None, help="CLIP vision model [default: the manifest's].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, help="Images per denoising batch.")
-@click.option("--dtype", type=click.Choice(["fp16", "bf16", "fp32"]), default="fp16",
-              help="Weights dtype (fp16 falls back to fp32 on CPU).")
-@click.option("--device", default=None, help="Device [default: best available].")
+@dtype_option()
+@device_option
 @task_options
 @seed_option
 def sample_cmd(size, keypoints, shard_index, num_shards, **options):
