@@ -340,7 +340,8 @@ def fit_checkpoint_options(what: str) -> Callable:
     def decorate(fn: Callable) -> Callable:
         for option in reversed([
             click.option("--mixed-precision", type=click.Choice(["auto", "no", "fp16", "bf16"]), default="auto",
-                         help="accelerate mixed precision; auto = fp16 on CUDA, none on CPU."),
+                         help="accelerate mixed precision; auto = fp16 on CUDA, none on CPU. fp16 needs a GPU; "
+                              "bf16 on a CPU without bf16 kernels is warned about (many times slower than no)."),
             click.option("--save-every", type=click.IntRange(min=1), default=1000,
                          help="Write -o/checkpoint-N/ (resumable) every N steps, and the final checkpoint into -o."),
             click.option("--keep-checkpoints", type=click.IntRange(min=1), default=1,

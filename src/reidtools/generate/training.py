@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from reidtools.errors import ReidError
+from reidtools.errors import ReidError, UsageError
 from reidtools.seeding import rng
 
 
@@ -27,14 +27,36 @@ def batch_indices(n: int, step: int, batch: int, seed: int) -> list[int]:
     return out
 
 
-def mixed_precision(name: str) -> str:
-    """`auto` -> fp16 on CUDA, no on the CPU; else one of accelerate's names."""
+def mixed_precision(name: str, *, cpu: bool | None = None) -> str:
+    """`auto` -> fp16 on CUDA, no on the CPU; else one of accelerate's names. `cpu`: whether the run
+    is on the CPU (None: wherever torch finds no CUDA device).
+
+    fp16 on the CPU is refused: accelerate then runs neither fp16 autocast nor loss scaling, so the
+    fit would run its frozen fp16-cast weights through slow CPU kernels and train on unscaled fp16
+    gradients. bf16 is accelerate's CPU autocast and is kept -- it halves the frozen weights' memory
+    -- but warned about where the CPU has no native bf16 kernels: a full-size SD-1.5 fit step then
+    runs many times slower than fp32 (bench/cpu_precision.py, BENCHMARKS.md)."""
     import torch
 
-    if name == "auto":
-        return "fp16" if torch.cuda.is_available() else "no"
-    if name not in ("no", "fp16", "bf16"):
+    if cpu is None:
+        cpu = not torch.cuda.is_available()
+    if name not in ("auto", "no", "fp16", "bf16"):
         raise ReidError(f"--mixed-precision {name!r} is not auto, no, fp16 or bf16")
+    if name == "auto":
+        return "no" if cpu else "fp16"
+    if cpu and name == "fp16":
+        raise UsageError("--mixed-precision fp16 needs a GPU: on the CPU accelerate runs no fp16 autocast and no "
+                         "loss scaling; use bf16 (CPU autocast) or no")
+    if cpu and name == "bf16":
+        from reidtools.runtime import cpu_has_bf16_kernels
+
+        if not cpu_has_bf16_kernels():
+            import logging
+
+            logging.getLogger("reidtools").warning(
+                "--mixed-precision bf16 on a CPU without native bf16 kernels (no AVX512-BF16/AMX): the fit "
+                "runs many times slower than with --mixed-precision no (fp32); keep bf16 only if fp32 "
+                "does not fit in memory")
     return name
 
 

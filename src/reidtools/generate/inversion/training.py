@@ -90,6 +90,8 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
     from reidtools.pretrained import load_train_state, resume_point
 
     opts.check()
+    cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
+    precision = mixed_precision(opts.mixed_precision, cpu=cpu)   # a refusal comes before any data is read
     latest = resume_point(ckpt_dir, resume, MANIFEST)
     old = read_manifest(latest) if latest else None
     data = read_train_set(shards, opts)
@@ -99,8 +101,7 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
     if old is not None:
         _check_resume(old, opts, tokens, codes)
 
-    cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
-    acc = Accelerator(mixed_precision=mixed_precision(opts.mixed_precision), cpu=cpu)
+    acc = Accelerator(mixed_precision=precision, cpu=cpu)
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(acc.mixed_precision, torch.float32)
     tokenizer, text_encoder, vae, unet, noise_sched = load_base(opts.base)
     token_list = [tokens[k] for k in id_keys]

@@ -129,7 +129,7 @@ def fit(shards: list[str], ckpt_dir: str, opts: FitOptions, *, resume: bool = Fa
     ps = read_pairs(shards, opts)
 
     cpu = device == "cpu" or (device is None and not torch.cuda.is_available())
-    acc = Accelerator(mixed_precision=mixed_precision(opts.mixed_precision), cpu=cpu,
+    acc = Accelerator(mixed_precision=mixed_precision(opts.mixed_precision, cpu=cpu), cpu=cpu,
                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(acc.mixed_precision, torch.float32)
     vae, unet, noise_sched, base_path = load_base(opts.base, with_unet=old is None)
