@@ -300,7 +300,7 @@ def finetune(shards: list[str], output: str, opts: FinetuneOptions, *, resume: b
     import torch
     from accelerate import Accelerator
     from diffusers import StableDiffusionInpaintPipeline
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
     from tqdm import tqdm
 
     from reidtools.generate.inpaint.pipeline import quiet_loading
@@ -404,7 +404,6 @@ def finetune(shards: list[str], output: str, opts: FinetuneOptions, *, resume: b
                 prompts, gens)
 
     def run_phase(phase, first, last, params, lr, step_fn, models):
-        nonlocal state
         if first >= last:
             return
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=opts.weight_decay)
