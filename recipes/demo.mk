@@ -69,7 +69,9 @@ $(OUT)/models/base/model_index.json:
 	$(PYTHON) $(SCRIPTS)/tiny_models.py inpaint $(OUT)/models/base --words synth
 
 # a random-weight pipeline cannot draw; trained on the training split's masked images and their own
-# clothing prompts, it learns to paint the prompted garment colours into a mask
+# clothing prompts, it learns to paint the prompted garment colours into a mask. --zero-snr: on SD's
+# schedule the last timestep leaks each garment's mean colour, and the model learns to take colours
+# from the noise instead of the prompt; --words synth: colour words are single tokens (BENCHMARKS.md)
 $(OUT)/models/inpaint/finetune.json: $(OUT)/bank.json $(OUT)/models/base/model_index.json
 	$(REID) finetune $(OUT)/captioned/train-*.tar -o $(@D) --model $(OUT)/models/base --method full \
 	  --vae-steps $(VAE_STEPS) --steps $(FT_STEPS) --batch-size $(FT_BATCH) --lr 1e-3 --vae-lr 2e-3 \
