@@ -140,7 +140,7 @@ def _sources(ctx: click.Context, names) -> dict[str, str]:
 @click.option("--lora-alpha", type=float, default=1.0, callback=_finite, help="dcac: LoRA alpha (scale alpha/r; eq. 9 uses 1/r).")
 @click.option("--lora-targets", type=click.Choice(["paper", "released"]), default="paper",
               help="dcac: LoRA on attention q/k/v/out + both feed-forward Linears (paper text) or + the GEGLU projection only (released code).")
-@click.option("--diffusion-size", type=int, default=128, help="dcac: side of the square diffusion input (released code: 128).")
+@click.option("--diffusion-size", type=int, default=128, help="dcac: side of the square diffusion input (paper §5.2: 128x128).")
 @click.option("--pcl-weight", type=float, default=1.0, callback=_finite, help="dcac: weight of the prototypical contrastive loss.")
 @click.option("--pcl-temperature", type=float, default=0.01, callback=_finite, help="dcac: PCL temperature tau (eq. 6).")
 @click.option("--pcl-momentum", type=float, default=0.2, callback=_finite, help="dcac: memory momentum gamma (eq. 7).")

@@ -220,6 +220,30 @@ def test_lr_schedule_of_section_5_2_by_hand():
     assert lr_at(cfg, 59) == pytest.approx(5e-8, rel=1e-12)
 
 
+def test_dcac_defaults_are_section_5_2():
+    """§5.2: "We adopt the image encoder of the pre-trained CLIP ViT-B-16 [...] The input image size for
+    the Re-ID model is 256 x 128, and the dimension of the encoded feature is 512. The momentum gamma
+    [...] is set to 0.2, and the temperature factor tau in the PCL loss is set to 0.01. [...] The input
+    image size for diffusion is 128 x 128. [...] balancing factor lambda in the entire loss is set to 1.
+    [...] We train our entire framework for 60 epochs using the Adam optimizer with a base learning rate
+    of 5 x 10^-6 [...] We adopt a weight decay of 1 x 10^-4. The batch size is set to 64, employing a
+    PK-sampling strategy with randomly selected 16 IDs and 4 samples per ID." Eq. 9: h' = hW + (1/r) hAB."""
+    from reidtools.reid.config import TrainConfig, resolve
+
+    # a config unlike DCAC's everywhere the general defaults allow, as a config file could give
+    cfg, sources = resolve(TrainConfig(method="dcac", epochs=120, size=(384, 192), batch_p=8, lr=3.5e-4), {})
+    assert cfg.backbone == "clip-b16" and cfg.size == (256, 128) and cfg.epochs == 60
+    assert (cfg.batch_p, cfg.batch_k) == (16, 4) and cfg.batch_p * cfg.batch_k == 64
+    assert cfg.lr == 5e-6 and cfg.weight_decay == 1e-4 and cfg.gamma == 0.1 and cfg.milestones == [30, 50]
+    assert cfg.pcl_momentum == 0.2 and cfg.pcl_temperature == 0.01 and cfg.dif_weight == 1.0
+    assert cfg.diffusion_size == 128 and cfg.triplet_weight == 0.0
+    assert cfg.lora_alpha == 1.0            # eq. 9's 1/r is peft's alpha / r with alpha = 1
+    for name in ("size", "epochs", "batch_p", "lr", "weight_decay", "milestones", "warmup_epochs", "diffusion_size"):
+        assert "§5.2" in sources[name], (name, sources[name])
+    cfg.milestones.append(70)                # the run's own list, not the defaults table's
+    assert resolve(TrainConfig(method="dcac"), {})[0].milestones == [30, 50]
+
+
 @pytest.mark.parametrize("datasets,tau,rank", [
     (["cuhk03np"], 0.1, 8), (["market1501"], 0.6, 8), (["dukemtmc"], 0.6, 8), (["msmt17"], 1.0, 32),
     (["market1501", "dukemtmc", "cuhk03np"], 1.0, 32), (["dukemtmc", "msmt17"], 1.0, 32)])

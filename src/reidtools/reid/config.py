@@ -136,7 +136,7 @@ SOURCES = {
     "lora_rank": "DCAC §5.2 by training dataset (8; 32 for MSMT17 and multi-source)",
     "lora_alpha": "DCAC eq. 9 scale 1/r (released loralib alpha 1.0)",
     "lora_targets": "DCAC §4.2 text: attention q/k/v/out + both feed-forward Linears (released: GEGLU projection only)",
-    "diffusion_size": "DCAC released code: 128x128 diffusion input",
+    "diffusion_size": "DCAC §5.2: \"The input image size for diffusion is 128 x 128\" (released code: 128)",
     "pcl_weight": "DCAC eq. 8 (released PCL_LOSS_WEIGHT 1.0)",
     "pcl_temperature": "DCAC tau = 0.01",
     "pcl_momentum": "DCAC gamma = 0.2",
@@ -202,7 +202,7 @@ def resolve(cfg: TrainConfig, sources: dict[str, str]) -> tuple[TrainConfig, dic
     if cfg.method == "dcac":   # the paper's recipe for every option the user left at its default
         for name, (value, why) in DCAC_DEFAULTS.items():
             if name not in sources:
-                setattr(cfg, name, value)
+                setattr(cfg, name, list(value) if isinstance(value, list) else value)   # never share the table's list
                 out[name] = why
     if cfg.backbone not in BACKBONES:
         raise ReidError(f"--backbone {cfg.backbone!r} is not one of {', '.join(BACKBONES)}")
@@ -271,15 +271,18 @@ def resolve(cfg: TrainConfig, sources: dict[str, str]) -> tuple[TrainConfig, dic
     return cfg, out
 
 
-# --method dcac: DCAC's values (paper section 5.2 and the released adam.yaml) for options left at default
+# --method dcac: DCAC's values (paper section 5.2 and the released adam.yaml) for options left at default.
+# epochs and size equal the general defaults; listed so that a dcac run records §5.2 as their source.
 DCAC_DEFAULTS = {
-    "backbone": ("clip-b16", "DCAC: CLIP ViT-B/16 image encoder, 512-d projected feature"),
-    "batch_p": (16, "DCAC: batch 64 = 16 identities x 4 images"),
-    "batch_k": (4, "DCAC: NUM_INSTANCE 4"),
-    "lr": (5e-6, "DCAC released adam.yaml BASE_LR 5e-6"),
-    "weight_decay": (1e-4, "DCAC released adam.yaml WEIGHT_DECAY 1e-4"),
-    "milestones": ([30, 50], "DCAC released adam.yaml STEPS [30, 50]"),
-    "warmup_epochs": (10, "DCAC released adam.yaml linear warm-up 10 epochs from 0.1 lr"),
+    "backbone": ("clip-b16", "DCAC §5.2: CLIP ViT-B/16 image encoder, 512-d projected feature"),
+    "size": ((256, 128), "DCAC §5.2: Re-ID input 256 x 128"),
+    "epochs": (60, "DCAC §5.2: 60 epochs (released adam.yaml MAX_EPOCHS 60)"),
+    "batch_p": (16, "DCAC §5.2: batch 64 = 16 identities x 4 images"),
+    "batch_k": (4, "DCAC §5.2: 4 samples per ID (released NUM_INSTANCE 4)"),
+    "lr": (5e-6, "DCAC §5.2: Adam, base learning rate 5e-6 (released adam.yaml BASE_LR)"),
+    "weight_decay": (1e-4, "DCAC §5.2: weight decay 1e-4 (released adam.yaml WEIGHT_DECAY)"),
+    "milestones": ([30, 50], "DCAC §5.2: x 0.1 at the 30th and 50th epoch (released adam.yaml STEPS [30, 50])"),
+    "warmup_epochs": (10, "DCAC §5.2: linear warm-up over the first 10 epochs from 5e-7 = 0.1 lr"),
     "triplet_weight": (0.0, "DCAC: no triplet loss (L_ReID = L_id + L_pcl, eq. 8)"),
 }
 
