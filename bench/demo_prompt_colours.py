@@ -6,7 +6,7 @@ The same measure on the original images against their own ground-truth garments 
 that camera tint, gain, noise and patterns allow. Regions come from the source's exact `parse.png`
 (resized to the variant's size), so nothing here depends on a parser.
 
-    .venv/bin/python bench/demo_prompt_colours.py demo-out/masked/train-000000.tar 'demo-out/generated/*.tar'
+    .venv/bin/python bench/demo_prompt_colours.py demo-out/masked/train-000000.tar 'demo-out/generated/*.tar' [--json F]
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sources", help="the masked training shards (with parse.png and garments)")
     ap.add_argument("generated", help="the generated shards")
+    ap.add_argument("--json", help="also write the shares (percent) and counts to this file")
     args = ap.parse_args(argv)
     src, hits_orig = {}, {p: [0, 0] for p, _ in PARTS}
     for s in samples(args.sources):
@@ -92,6 +93,11 @@ def main(argv=None) -> int:
         cells = [f"{100 * a / max(n, 1):.1f}% of {n}" for a, n in (h["upper"], h["lower"])]
         print(f"| {name} | {cells[0]} | {cells[1]} |")
     print(f"chance: {100 / len(NAMES):.1f}%")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({"chance": 100 / len(NAMES), **{
+                f"{who}_{part}": {"percent": 100 * a / max(n, 1), "n": n}
+                for who, h in (("originals", hits_orig), ("generated", hits)) for part, (a, n) in h.items()}}, fh)
     return 0
 
 
