@@ -47,7 +47,8 @@ _WARNED: set = set()
 def torch_dtype(name: str, device=None):
     """fp16/bf16/fp32 -> torch dtype. fp16 on CPU falls back to fp32 (CPU kernels are slow or missing).
     bf16 on a CPU without native bf16 kernels is kept -- it may be what makes a model fit in memory
-    (IDM-VTON is ~28 GB in fp32) -- but warned about: convolutions there run ~40x slower than fp32."""
+    (IDM-VTON is ~28 GB in fp32) -- but warned about: convolutions there run up to ~200x slower than fp32
+    (1.3x on 8x4 maps, 75-200x at 64x32-512x256: bench/cpu_precision.py)."""
     import torch
 
     if name not in DTYPES:
@@ -62,7 +63,7 @@ def torch_dtype(name: str, device=None):
         _WARNED.add("bf16-cpu")
         logging.getLogger("reidtools").warning(
             "--dtype bf16 on a CPU without native bf16 kernels (no AVX512-BF16/AMX): convolutions run "
-            "~40x slower than fp32; pass --dtype fp32 unless the model only fits in memory as bf16")
+            "up to ~200x slower than fp32; pass --dtype fp32 unless the model only fits in memory as bf16")
     return dtype
 
 
