@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 
 # Tests never reach a model hub: a model that is not a local folder must fail fast and clearly.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# A non-interactive shell starts `cmd &` with SIGINT ignored, and children inherit an ignored signal
+# through exec: the tests that interrupt a `reid` child with SIGINT would see it ignored. A handler
+# (unlike SIG_IGN) is reset to the default on exec, so children start as they would from a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config, items):
