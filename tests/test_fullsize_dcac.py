@@ -21,7 +21,7 @@ import os
 
 import pytest
 from test_fullsize import REID
-from test_fullsize_fit import SD15_BLOCK_WIDTHS, SD15_TEXT_DIM, _build, _header, _lora_params, _run
+from test_fullsize_fit import SD15_TEXT_DIM, _build, _dcac_lora_linears, _header, _lora_params, _run
 
 pytestmark = pytest.mark.fullsize
 
@@ -59,9 +59,7 @@ def test_dcac_train_at_the_papers_sizes_and_rank_32(tmp_path):
     # eq. 9 on q, k, v, out of self- (C -> C) and cross-attention (q, out C -> C; k, v 768 -> C) and on
     # both feed-forward Linears (GEGLU C -> 8C, then 4C -> C) of SD-1.5's 16 blocks, at r = 32:
     # 32 x 374,016 = 11,968,512 (4 x the 2,992,128 of rank 8 in test_fullsize_fit.py)
-    linears = [lin for c in SD15_BLOCK_WIDTHS
-               for lin in [(c, c)] * 4 + [(c, c), (SD15_TEXT_DIM, c), (SD15_TEXT_DIM, c), (c, c)]
-               + [(c, 8 * c), (4 * c, c)]]
+    linears = _dcac_lora_linears()
     assert len(lora) == 2 * len(linears) == 320
     assert sum(math.prod(s) for s in lora.values()) == _lora_params(linears, 32) == 11_968_512
     mid = next(k for k in lora if "mid_block" in k and "attn2.to_k" in k and "lora_A" in k)

@@ -98,6 +98,21 @@ def _lora_params(linears: list[tuple[int, int]], rank: int) -> int:
     return sum(rank * (i + o) for i, o in linears)
 
 
+def _dcac_lora_linears() -> list[tuple[int, int]]:
+    """DCAC §4.2 (eq. 9), the paper's LoRA targets as (in, out) Linears: attention q, k, v, out (self:
+    C -> C; cross: q, out C -> C, k, v 768 -> C) and both feed-forward Linears (GEGLU C -> 2 x 4C, then
+    4C -> C) in each of SD-1.5's 16 transformer blocks."""
+    return [lin for c in SD15_BLOCK_WIDTHS
+            for lin in [(c, c)] * 4 + [(c, c), (SD15_TEXT_DIM, c), (SD15_TEXT_DIM, c), (c, c)]
+            + [(c, 8 * c), (4 * c, c)]]
+
+
+def _posegen_fit(train, ckpt, sd15, encoder) -> list[str]:
+    """`reid posegen fit` at full size, 1 step at 64x32 (both full-size posegen test files run it)."""
+    return [*REID, "posegen", "fit", str(train), "-o", str(ckpt), "--base", str(sd15), "--image-encoder", str(encoder),
+            "--steps", "1", "--batch-size", "1", "--size", "64x32", *POSEGEN_MEMORY, "--device", "cpu", "-q"]
+
+
 @pytest.fixture(scope="module")
 def sd15(tmp_path_factory):
     return _build("sd15", tmp_path_factory.mktemp("sd15") / "model")
@@ -164,9 +179,7 @@ def test_posegen_fit_two_sd15_unets_clip_large(sd15, tmp_path):
     encoder = _build("clip-vit-large-patch14", tmp_path / "clip-l")
     train = _synth(tmp_path / "synth")
     ckpt = tmp_path / "posegen"
-    _run("posegen fit sd15 x2", [*REID, "posegen", "fit", train, "-o", str(ckpt), "--base", sd15, "--image-encoder",
-                                 encoder, "--steps", "1", "--batch-size", "1", "--size", "64x32", *POSEGEN_MEMORY,
-                                 "--device", "cpu", "-q"])
+    _run("posegen fit sd15 x2", _posegen_fit(train, ckpt, sd15, encoder))
     man = json.loads((ckpt / "manifest.json").read_text())
     assert man["options"]["mixed_precision"] == "bf16" and man["step"] == 1 and math.isfinite(man["last_loss"])
     # CLIP ViT-L/14's projection is already SD-1.5's 768-wide cross-attention: no learned projection
@@ -198,12 +211,8 @@ def test_dcac_train_clip_b16_with_sd15_lora(sd15, tmp_path):
     (ckpt,) = (run / "checkpoints").glob("*/model.safetensors")
     shapes = _header(ckpt)
     lora = {k: s for k, s in shapes.items() if "lora_" in k}
-    # DCAC §4.2 (eq. 9), the paper's targets: attention q, k, v, out (self: C -> C; cross: q, out C -> C,
-    # k, v 768 -> C) and both feed-forward Linears (GEGLU C -> 2 x 4C, then 4C -> C) in SD-1.5's 16
-    # blocks, at rank 8 (the synthetic dataset is not one of §5.2's: the released base rank)
-    linears = [lin for c in SD15_BLOCK_WIDTHS
-               for lin in [(c, c)] * 4 + [(c, c), (SD15_TEXT_DIM, c), (SD15_TEXT_DIM, c), (c, c)]
-               + [(c, 8 * c), (4 * c, c)]]
+    # the paper's targets at rank 8 (the synthetic dataset is not one of §5.2's: the released base rank)
+    linears = _dcac_lora_linears()
     assert len(lora) == 2 * len(linears) == 320
     assert sum(math.prod(s) for s in lora.values()) == _lora_params(linears, 8) == 2_992_128
     assert shapes["dcac.condition.prompts"] == (2, SD15_TEXT_DIM)    # one ID prompt per identity, eq. 12

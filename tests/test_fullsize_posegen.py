@@ -19,7 +19,7 @@ import os
 import pytest
 
 from test_fullsize import REID, _meta
-from test_fullsize_fit import POSEGEN_MEMORY, SD15_TEXT_DIM, _build, _header, _run, _synth
+from test_fullsize_fit import SD15_TEXT_DIM, _build, _header, _posegen_fit, _run, _synth
 
 pytestmark = pytest.mark.fullsize
 
@@ -33,9 +33,7 @@ def fitted(tmp_path_factory):
     encoder = _build("clip-vit-large-patch14", root / "clip-l")
     train = _synth(root / "synth")
     ckpt = root / "ckpt"
-    _run("posegen fit sd15 x2", [*REID, "posegen", "fit", train, "-o", str(ckpt), "--base", sd15, "--image-encoder",
-                                 encoder, "--steps", "1", "--batch-size", "1", "--size", "64x32", *POSEGEN_MEMORY,
-                                 "--device", "cpu", "-q"])
+    _run("posegen fit sd15 x2", _posegen_fit(train, ckpt, sd15, encoder))
     return {"ckpt": ckpt, "train": train}
 
 
